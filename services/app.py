@@ -1,0 +1,66 @@
+"""The Litestar application factory: one app mounting what the configuration enables."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+
+from services import admin, ops
+from services.auth import Authenticator
+from services.config import Config, load_config
+from services.http import EXCEPTION_HANDLERS
+from services.keys import KeyRing
+from services.observability import RequestContextMiddleware, configure_logging
+from services.pdp import api as pdp_api
+from services.pdp.runtime import PolicyRuntime
+from services.store import create_store
+
+log = logging.getLogger("arop")
+PAGE_TOKEN_SECRET = "authzen-search-page-token"
+
+
+def create_app(config: Config) -> Any:
+    """Build the ASGI application for `config`. Returns the app wrapped in the request-context
+    middleware, which must see every response, including the framework's own errors."""
+    store = create_store(config.store.url, pool_min=config.store.pool_min, pool_max=config.store.pool_max)
+    runtime = PolicyRuntime(config.bundle_path(), store, reload_interval=config.policy.reload_interval, max_depth=config.server.max_json_depth)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await store.open()
+        app.state.page_token_key = await store.get_or_create_secret(PAGE_TOKEN_SECRET, secrets.token_bytes(32))
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await store.close()
+
+    app = Litestar(
+        route_handlers=[pdp_api.router(config), admin.router, *ops.ROUTES],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=None,
+        request_max_body_size=config.server.max_body_bytes,
+        logging_config=None,
+        state=None,
+    )
+    app.state.config = config
+    app.state.store = store
+    app.state.runtime = runtime
+    app.state.authenticator = Authenticator(config.callers)
+    app.state.keys = KeyRing(store)
+    return RequestContextMiddleware(app, access_log=config.logging.access_log)
+
+
+def create_app_from_environment() -> Any:
+    """Entry point for uvicorn worker processes: configuration comes from AROP_CONFIG and the
+    AROP_* overrides that `arop serve` exported before starting them."""
+    config = load_config()
+    configure_logging(config.logging.level)
+    return create_app(config)

@@ -1,0 +1,66 @@
+"""Signing keys: ES256, generated on first start, kept in the store, published as a JWKS.
+
+Retired keys stay published (and so keep verifying) until their `retires_at` passes
+(`arop keys rotate`). Private key material is never logged.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+from joserfc.jwk import ECKey
+
+from services.store import Store
+from services.store.records import SigningKey
+
+ALG = "ES256"
+CACHE_SECONDS = 60
+
+
+def generate_signing_key(now: datetime) -> SigningKey:
+    kid = secrets.token_urlsafe(12)
+    key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"}, private=True)
+    return SigningKey(kid=kid, alg=ALG, private_jwk=msgspec.json.encode(key.as_dict(private=True)).decode(), created_at=now)
+
+
+class KeyRing:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._keys: list[SigningKey] = []
+        self._loaded_at: datetime | None = None
+
+    async def _load(self) -> list[SigningKey]:
+        now = datetime.now(timezone.utc)
+        if self._loaded_at and now - self._loaded_at < timedelta(seconds=CACHE_SECONDS) and self._keys:
+            return self._keys
+        keys = await self.store.signing_keys(now)
+        if not keys:
+            # Concurrent first starts may each add one; all then agree on the newest.
+            await self.store.add_signing_key(generate_signing_key(now))
+            keys = await self.store.signing_keys(now)
+        self._keys, self._loaded_at = keys, now
+        return keys
+
+    async def current(self) -> ECKey:
+        """The newest key: what every new signature uses."""
+        newest = (await self._load())[0]
+        return ECKey.import_key(msgspec.json.decode(newest.private_jwk))
+
+    async def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Public keys of every key that still verifies."""
+        keys = []
+        for stored in await self._load():
+            public = ECKey.import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
+            keys.append({**public, "kid": stored.kid, "alg": stored.alg, "use": "sig"})
+        return {"keys": keys}
+
+
+async def rotate(store: Store, *, grace: timedelta) -> SigningKey:
+    """Add a new key and schedule the older ones to stop verifying after `grace`."""
+    now = datetime.now(timezone.utc)
+    key = generate_signing_key(now)
+    await store.add_signing_key(key)
+    await store.retire_signing_keys(key.kid, now + grace)
+    return key

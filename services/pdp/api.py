@@ -1,0 +1,126 @@
+"""The AuthZEN Authorization API 1.0 endpoints (authzen-api.md §4-§8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, Router, get
+
+from profiles.authzen.evaluation import BatchPlan, execute_batch, plan_evaluations
+from profiles.authzen.metadata import build_metadata, metadata_path, sign_metadata
+from profiles.authzen.model import (
+    ActionSearchRequest,
+    Decision,
+    EvaluationRequest,
+    EvaluationsRequest,
+    EvaluationsResponse,
+    ResourceSearchRequest,
+    SubjectSearchRequest,
+)
+from profiles.authzen.search import SearchKind
+from profiles.authzen.transport import check_media_type, decode_body
+from services.config import Config
+from services.http import JsonPost, encode, json_post, json_response
+from services.observability import DECISIONS
+from services.pdp.engine import Outcome
+from services.pdp.runtime import PolicyRuntime
+from services.pdp.search import search
+
+AnyRequest = Request[Any, Any, Any]
+
+
+def to_decision(outcome: Outcome, expose_policy_ids: bool) -> Decision:
+    """The wire Decision (AZ-4). A denial says why in a machine-readable `reason`, names the
+    determining policies when configured to, and carries a request problem as `error`."""
+    if outcome.allowed:
+        return Decision(True)
+    context: dict[str, Any] = {"reason": outcome.reason}
+    if expose_policy_ids and outcome.policies:
+        context["policies"] = outcome.policies
+    if outcome.reason in ("unsupported_value", "unknown_entity_type"):
+        context["error"] = {"status": 400, "message": outcome.error}
+    elif outcome.reason == "evaluation_error":
+        context["error"] = {"status": 500, "message": "the policy engine could not evaluate this request"}
+    return Decision(False, context)
+
+
+def _body(post: JsonPost) -> bytes:
+    """AZ-54 authentication first, then AZ-41 media type: an unauthenticated caller learns nothing."""
+    post.authenticate("evaluate")
+    check_media_type(post.content_type)
+    return post.body
+
+
+def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[EvaluationRequest, ...], api: str) -> list[Decision]:
+    runtime: PolicyRuntime = post.app.state.runtime
+    config: Config = post.app.state.config
+    outcomes = runtime.current().evaluate(evaluations)
+    decisions = [to_decision(o, config.pdp.expose_policy_ids) for o in outcomes]
+    for decision in decisions:
+        DECISIONS.labels(api, "permit" if decision.decision else "deny").inc()
+    return decisions
+
+
+@json_post("/access/v1/evaluation", name="evaluation")
+async def evaluation(post: JsonPost) -> bytes:
+    """§4: one decision; a deny is a 200 (AZ-7)."""
+    evaluation_request = decode_body(_body(post), EvaluationRequest)
+    return encode(_decide(post, (evaluation_request,), "evaluation")[0])
+
+
+@json_post("/access/v1/evaluations", name="evaluations")
+async def evaluations(post: JsonPost) -> bytes:
+    """§5: a single Decision when `evaluations` is absent or empty (AZ-8), else the array."""
+    config: Config = post.app.state.config
+    plan = plan_evaluations(decode_body(_body(post), EvaluationsRequest), config.pdp.max_batch_items)
+    if not isinstance(plan, BatchPlan):
+        return encode(_decide(post, (plan,), "evaluations")[0])
+    return encode(EvaluationsResponse(execute_batch(plan, lambda items: _decide(post, list(items), "evaluations"))))
+
+
+def _search(post: JsonPost, kind: SearchKind, type_: type) -> bytes:
+    search_request = decode_body(_body(post), type_)
+    runtime: PolicyRuntime = post.app.state.runtime
+    config: Config = post.app.state.config
+    return encode(search(runtime.current(), kind, search_request, token_key=post.app.state.page_token_key, max_limit=config.pdp.max_search_limit))
+
+
+@json_post("/access/v1/search/subject", name="search-subject")
+async def search_subject(post: JsonPost) -> bytes:
+    return _search(post, "subject", SubjectSearchRequest)
+
+
+@json_post("/access/v1/search/resource", name="search-resource")
+async def search_resource(post: JsonPost) -> bytes:
+    return _search(post, "resource", ResourceSearchRequest)
+
+
+@json_post("/access/v1/search/action", name="search-action")
+async def search_action(post: JsonPost) -> bytes:
+    return _search(post, "action", ActionSearchRequest)
+
+
+async def metadata(request: AnyRequest) -> Response[bytes]:
+    """§7: built from the configured identifier, never from the Host header (AZ-34)."""
+    config: Config = request.app.state.config
+    base = config.server.base_url()
+    document = build_metadata(base, jwks_uri=f"{base}/.well-known/jwks.json" if config.pdp.signed_metadata else None)
+    if config.pdp.signed_metadata:
+        document = sign_metadata(document, await request.app.state.keys.current(), ttl_seconds=config.pdp.metadata_max_age)
+    return json_response(document, headers={"Cache-Control": f"max-age={config.pdp.metadata_max_age}"})
+
+
+def router(config: Config) -> Router:
+    """The AuthZEN routes; the metadata path follows the configured PDP identifier (AZ-31)."""
+    metadata_paths = sorted({metadata_path(config.server.base_url()), "/.well-known/authzen-configuration"})
+    return Router(
+        "/",
+        route_handlers=[
+            evaluation,
+            evaluations,
+            search_subject,
+            search_resource,
+            search_action,
+            get(metadata_paths, name="authzen-metadata")(metadata),
+        ],
+    )

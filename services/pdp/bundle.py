@@ -1,0 +1,291 @@
+"""Policy bundles: a directory of Cedar policies, a Cedar schema and entity data.
+
+    bundle/
+      schema.cedarschema         Cedar schema (or schema.cedarschema.json)
+      *.cedar, policies/*.cedar  policies, any depth (tests/ excluded)
+      entities.json              optional: [{"type","id","properties","parents":[{"type","id"}]}]
+      tests/*.json               optional: declarative test cases (`arop policy test`)
+
+A bundle is parsed and validated once per version; every problem is reported with file:line,
+and a bundle with any problem is refused as a whole (a bad bundle never replaces a good one).
+
+Tier annotations (DESIGN.md §3): `@requestable("<template>")` and `@challenge("<type>")` on a
+`permit` put it outside standing access. Such permits are compiled into a separate policy set
+that is consulted only to explain a denial; they never allow anything on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from services.pdp import cedar
+from services.pdp.values import UnsupportedValue, to_cedar_record
+from services.store.records import EntityRecord, EntityUid
+
+SCHEMA_FILES = ("schema.cedarschema", "schema.cedarschema.json")
+ENTITIES_FILE = "entities.json"
+TESTS_DIR = "tests"
+TIER_ANNOTATIONS = ("requestable", "challenge")
+MAX_ENTITY_DEPTH = 32
+
+
+class Problem(msgspec.Struct, frozen=True):
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+
+class BundleError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+class PolicyInfo(msgspec.Struct, frozen=True):
+    id: str
+    effect: Literal["permit", "forbid"]
+    file: str
+    line: int
+    annotations: dict[str, str]
+
+    @property
+    def requestable(self) -> str | None:
+        """The workflow template through which a denial this permit would allow is requestable."""
+        return self.annotations.get("requestable")
+
+    @property
+    def challenge(self) -> str | None:
+        """The client evidence type a client may be challenged for."""
+        return self.annotations.get("challenge")
+
+    @property
+    def tiered(self) -> bool:
+        return self.requestable is not None or self.challenge is not None
+
+
+class Bundle(msgspec.Struct, frozen=True):
+    path: Path
+    version: str
+    policies: dict[str, PolicyInfo]
+    standing: Any  # cedar.PolicySet: permits without a tier annotation, and every forbid
+    tiered: Any | None  # cedar.PolicySet of the tier permits, None when there are none
+    schema: Any
+    actions: dict[str, list[str]]  # action name → parent action names, from the schema
+    entities: list[EntityRecord]
+
+
+def bundle_files(path: Path) -> list[Path]:
+    """Every file that is part of the bundle's meaning (tests excluded), in a stable order."""
+    files = [p for p in path.rglob("*.cedar") if TESTS_DIR not in p.relative_to(path).parts[:1]]
+    files += [path / name for name in (*SCHEMA_FILES, ENTITIES_FILE) if (path / name).is_file()]
+    return sorted(files)
+
+
+def bundle_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """A cheap signature (names, sizes, mtimes) for change polling; hashing happens on load."""
+    out = []
+    for file in bundle_files(path):
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            continue
+        out.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return tuple(out)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Parse and validate a bundle directory; raise BundleError listing every problem."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise BundleError([Problem(str(root), 0, "bundle directory not found")])
+    problems: list[Problem] = []
+    digest = hashlib.sha256()
+    for file in bundle_files(root):
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+
+    schema, actions = _load_schema(root, problems)
+    policies: dict[str, PolicyInfo] = {}
+    standing: dict[str, Any] = {}
+    tiered: dict[str, Any] = {}
+    for file in bundle_files(root):
+        if file.suffix == ".cedar":
+            _load_policy_file(root, file, schema, policies, standing, tiered, problems)
+    if not policies and not problems:
+        problems.append(Problem(root.name, 0, "the bundle has no policies"))
+    entities = _load_entities(root, problems)
+    if problems:
+        raise BundleError(problems)
+    return Bundle(
+        path=root,
+        version=digest.hexdigest()[:16],
+        policies=policies,
+        standing=cedar.policy_set_from_json(standing),
+        tiered=cedar.policy_set_from_json(tiered) if tiered else None,
+        schema=schema,
+        actions=actions,
+        entities=entities,
+    )
+
+
+_ACTION_DECL = re.compile(r'^action "((?:[^"\\]|\\.)*)"(?: in \[([^\]]*)\])?', re.MULTILINE)
+_ACTION_REF = re.compile(r'^Action::"((?:[^"\\]|\\.)*)"$')
+
+
+def _load_schema(root: Path, problems: list[Problem]) -> tuple[Any, dict[str, list[str]]]:
+    present = [name for name in SCHEMA_FILES if (root / name).is_file()]
+    if not present:
+        problems.append(Problem(root.name, 0, f"missing schema: add {SCHEMA_FILES[0]} (policies are validated against it)"))
+        return None, {}
+    name = present[0]
+    try:
+        schema = cedar.schema_from_text((root / name).read_text(encoding="utf-8"), json_format=name.endswith(".json"))
+    except ValueError as exc:
+        problems.append(Problem(name, 0, f"invalid schema: {exc}"))
+        return None, {}
+    # The normalised rendering declares one top-level action per line start (namespaced actions,
+    # indented, are not addressable by an AuthZEN action name and are left out).
+    actions: dict[str, list[str]] = {}
+    for match in _ACTION_DECL.finditer(str(schema)):
+        parents = []
+        for ref in filter(None, (part.strip() for part in (match.group(2) or "").split(","))):
+            parent = _ACTION_REF.match(ref)
+            if parent:
+                parents.append(parent.group(1))
+        actions[match.group(1)] = parents
+    return schema, actions
+
+
+def split_statements(text: str) -> list[tuple[int, str]]:
+    """Split Cedar policy text into (first line, statement) at each top-level `;`.
+
+    Cedar has no `;` inside expressions, so outside string literals and `//` comments a `;`
+    always ends a policy. cedarpy reports no source positions; splitting gives file:line.
+    """
+    statements: list[tuple[int, str]] = []
+    start, line, start_line = 0, 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        elif ch == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+        elif not ch.isspace() and not start_line:
+            start_line = line
+        if ch == ";":
+            statements.append((start_line, text[start : i + 1]))
+            start, start_line = i + 1, 0
+        i += 1
+    if text[start:].strip() and _has_code(text[start:]):
+        statements.append((start_line or line, text[start:]))
+    return statements
+
+
+def _has_code(fragment: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("//") for line in fragment.splitlines())
+
+
+def _load_policy_file(
+    root: Path,
+    file: Path,
+    schema: Any,
+    policies: dict[str, PolicyInfo],
+    standing: dict[str, Any],
+    tiered: dict[str, Any],
+    problems: list[Problem],
+) -> None:
+    relative = file.relative_to(root).as_posix()
+    for line, statement in split_statements(file.read_text(encoding="utf-8")):
+        try:
+            est = cedar.policy_to_json(statement)
+        except ValueError as exc:
+            problems.append(Problem(relative, line, f"syntax error: {exc}"))
+            continue
+        if est.get("templates"):
+            problems.append(Problem(relative, line, "policy templates (?principal/?resource) are not supported"))
+            continue
+        (body,) = est["staticPolicies"].values()
+        annotations = {k: v for k, v in (body.get("annotations") or {}).items()}
+        policy_id = annotations.get("id") or f"{relative}:{line}"
+        info = PolicyInfo(policy_id, body["effect"], relative, line, annotations)
+        problem = _check_policy(info, policies)
+        if problem:
+            problems.append(Problem(relative, line, problem))
+            continue
+        if schema is not None:
+            problems.extend(Problem(relative, line, error) for error in cedar.validate_policy(statement, schema))
+        policies[policy_id] = info
+        (tiered if info.tiered else standing)[policy_id] = body
+
+
+def _check_policy(info: PolicyInfo, known: dict[str, PolicyInfo]) -> str | None:
+    if info.id in known:
+        other = known[info.id]
+        return f"duplicate policy id {info.id!r} (also {other.file}:{other.line})"
+    if "`" in info.id:
+        return "a policy id must not contain a backtick"
+    for name in TIER_ANNOTATIONS:
+        if name in info.annotations:
+            if info.effect != "permit":
+                return f"@{name} applies to permit policies only"
+            if not info.annotations[name]:
+                return f"@{name} needs a value, e.g. @{name}(\"owner_approval\")"
+    return None
+
+
+def _load_entities(root: Path, problems: list[Problem]) -> list[EntityRecord]:
+    file = root / ENTITIES_FILE
+    if not file.is_file():
+        return []
+    try:
+        records = msgspec.json.decode(file.read_bytes(), type=list[EntityRecord])
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        problems.append(Problem(ENTITIES_FILE, 0, str(exc)))
+        return []
+    problems.extend(Problem(ENTITIES_FILE, 0, message) for message in check_entities(records))
+    return records
+
+
+_CEDAR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def is_cedar_type(name: str) -> bool:
+    """Whether `name` can be a Cedar entity type (an AuthZEN type must map onto one)."""
+    return bool(_CEDAR_TYPE.match(name))
+
+
+def check_entities(records: list[EntityRecord]) -> list[str]:
+    """Problems that would keep entities out of Cedar: bad type names, duplicates and
+    unrepresentable values."""
+    seen: set[EntityUid] = set()
+    out: list[str] = []
+    for index, record in enumerate(records):
+        for uid in (record.uid, *record.parents):
+            if not is_cedar_type(uid.type):
+                out.append(f"[{index}] {uid.type!r} is not a valid Cedar entity type name")
+        if record.uid in seen:
+            out.append(f"[{index}] duplicate entity {record.type}::{record.id!r}")
+        seen.add(record.uid)
+        try:
+            to_cedar_record(record.properties, f"[{index}].properties", MAX_ENTITY_DEPTH)
+        except UnsupportedValue as exc:
+            out.append(str(exc))
+    return out

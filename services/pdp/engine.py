@@ -1,0 +1,184 @@
+"""The Cedar decision engine: AuthZEN requests in, outcomes out (DESIGN.md §3).
+
+Mapping: subject `{type,id,properties}` → principal `type::"id"` with the properties over its
+stored attributes; `action.name` → `Action::"name"`; resource like subject; `context` → the
+Cedar context. Cedar actions carry no request attributes, so `action.properties` is exposed to
+policies as `context.action_properties` (a reserved name: a PEP cannot set it directly, nor
+`context.client_evidence`, which only verified client evidence may fill).
+
+Standing access decides. Only a denial that no `forbid` caused consults the tier permits
+(`@requestable`, `@challenge`), to say which of them would have matched.
+A `forbid` whose condition raised an error denies: Cedar skips an erroring policy, which for a
+`forbid` would turn an error into an allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from profiles.authzen.model import EvaluationRequest
+from services.pdp import cedar
+from services.pdp.bundle import Bundle, PolicyInfo, is_cedar_type
+from services.pdp.entities import EntityIndex
+from services.pdp.values import UnsupportedValue, to_cedar_record
+from services.store.records import EntityUid
+
+ACTION_PROPERTIES = "action_properties"
+CLIENT_EVIDENCE = "client_evidence"
+RESERVED_CONTEXT = frozenset({ACTION_PROPERTIES, CLIENT_EVIDENCE})
+_encode = msgspec.json.Encoder().encode
+ENTITY_CACHE_SIZE = 4096
+
+Reason = Literal[
+    "permitted",
+    "no_matching_permit",
+    "forbidden",
+    "forbid_policy_error",
+    "unsupported_value",
+    "unknown_entity_type",
+    "evaluation_error",
+]
+
+
+class Outcome(msgspec.Struct, omit_defaults=True):
+    """What the engine concluded, richer than the wire Decision the endpoints derive from it."""
+
+    allowed: bool
+    reason: Reason
+    policies: list[str] = []  # the determining policies
+    requestable: list[PolicyInfo] = []  # tier permits with @requestable that would match
+    challenges: list[PolicyInfo] = []  # tier permits with @challenge that would match
+    error: str | None = None
+
+
+class _Prepared(msgspec.Struct):
+    index: int
+    cedar_request: dict[str, Any]
+    entities: dict[EntityUid, bytes]
+
+
+class Engine:
+    """One bundle version with one entity index. Immutable; replaced whole on reload."""
+
+    def __init__(self, bundle: Bundle, index: EntityIndex, *, max_depth: int = 32) -> None:
+        self.bundle = bundle
+        self.index = index
+        self.max_depth = max_depth
+        self._entity_cache: dict[bytes, cedar.Entities] = {}
+
+    def evaluate(self, requests: Sequence[EvaluationRequest], extra_context: Sequence[dict[str, Any] | None] | None = None) -> list[Outcome]:
+        """Decide every request. `extra_context` (per request) carries members the service has
+        verified itself, such as client evidence; they are added after reserved names are
+        stripped from the PEP's context."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        prepared: list[_Prepared] = []
+        for i, request in enumerate(requests):
+            try:
+                prepared.append(self._prepare(i, request, extra_context[i] if extra_context else None))
+            except UnsupportedValue as exc:
+                outcomes[i] = Outcome(False, "unsupported_value", error=str(exc))
+            except _UnknownType as exc:
+                outcomes[i] = Outcome(False, "unknown_entity_type", error=str(exc))
+        standing = self._run(self.bundle.standing, prepared)
+        probe: list[_Prepared] = []
+        for item, response in zip(prepared, standing):
+            outcome = self._standing_outcome(response)
+            outcomes[item.index] = outcome
+            if outcome.reason == "no_matching_permit" and self.bundle.tiered is not None:
+                probe.append(item)
+        if probe:
+            for item, response in zip(probe, self._run(self.bundle.tiered, probe)):
+                matched = [self.bundle.policies[pid] for pid in response.diagnostics.reason]
+                outcome = outcomes[item.index]
+                assert outcome is not None
+                outcome.requestable = [p for p in matched if p.requestable is not None]
+                outcome.challenges = [p for p in matched if p.challenge is not None]
+        return outcomes  # type: ignore[return-value]
+
+    def _prepare(self, i: int, request: EvaluationRequest, extra: dict[str, Any] | None) -> _Prepared:
+        subject, action, resource = request.subject, request.action, request.resource
+        for what, kind in (("subject", subject.type), ("resource", resource.type)):
+            if not is_cedar_type(kind):
+                raise _UnknownType(f"{what}.type {kind!r} is not a type this PDP knows")
+        depth = self.max_depth
+        context: dict[str, Any] = {}
+        if request.context:
+            context = to_cedar_record(request.context, "context", depth)
+            for name in RESERVED_CONTEXT.intersection(context):
+                del context[name]
+        if action.properties:
+            context[ACTION_PROPERTIES] = to_cedar_record(action.properties, "action.properties", depth)
+        if extra:
+            context.update(extra)
+        principal = EntityUid(subject.type, subject.id)
+        target = EntityUid(resource.type, resource.id)
+        action_uid = EntityUid("Action", action.name)
+        entities = self.index.slice(
+            [
+                (principal, to_cedar_record(subject.properties, "subject.properties", depth) if subject.properties else None),
+                (target, to_cedar_record(resource.properties, "resource.properties", depth) if resource.properties else None),
+                (action_uid, None),
+            ]
+        )
+        cedar_request = {
+            "principal": {"type": principal.type, "id": principal.id},
+            "action": {"type": "Action", "id": action.name},
+            "resource": {"type": target.type, "id": target.id},
+            "context": _encode(context).decode(),
+        }
+        return _Prepared(i, cedar_request, entities)
+
+    def _run(self, policies: cedar.PolicySet, prepared: list[_Prepared]) -> list[cedar.CedarResponse]:
+        """Evaluate in as few Cedar calls as possible: consecutive requests whose entity slices
+        agree share one entities document. Slices disagree when batch items send the same uid
+        with different properties; each is then decided on its own properties."""
+        responses: list[cedar.CedarResponse] = []
+        group: list[_Prepared] = []
+        merged: dict[EntityUid, bytes] = {}
+        for item in prepared:
+            if any(merged.get(uid, fragment) != fragment for uid, fragment in item.entities.items()):
+                responses.extend(self._call(policies, group, merged))
+                group, merged = [], {}
+            group.append(item)
+            merged.update(item.entities)
+        responses.extend(self._call(policies, group, merged))
+        return responses
+
+    def _call(self, policies: cedar.PolicySet, group: list[_Prepared], merged: dict[EntityUid, bytes]) -> list[cedar.CedarResponse]:
+        if not group:
+            return []
+        return cedar.is_authorized_batch([item.cedar_request for item in group], policies, self._entities(merged))
+
+    def _entities(self, merged: dict[EntityUid, bytes]) -> cedar.Entities:
+        """A parsed entities handle per distinct slice, cached: handing cedarpy a parsed handle
+        is several times cheaper than a JSON string, and most requests repeat a slice."""
+        document = b"[" + b",".join(merged.values()) + b"]"
+        handle = self._entity_cache.get(document)
+        if handle is None:
+            handle = cedar.Entities.from_json_str(document.decode(), None)
+            if len(self._entity_cache) >= ENTITY_CACHE_SIZE:
+                del self._entity_cache[next(iter(self._entity_cache))]
+            self._entity_cache[document] = handle
+        return handle
+
+    def _standing_outcome(self, response: cedar.CedarResponse) -> Outcome:
+        policies = self.bundle.policies
+        errored_forbids = [pid for pid in cedar.errored_policies(response.diagnostics) if pid in policies and policies[pid].effect == "forbid"]
+        if errored_forbids:
+            return Outcome(False, "forbid_policy_error", errored_forbids, error="a forbid policy could not be evaluated")
+        determining = response.diagnostics.reason
+        if response.decision == "Allow":
+            return Outcome(True, "permitted", determining)
+        if response.decision != "Deny":
+            errors = "; ".join(response.diagnostics.errors)[:500]
+            return Outcome(False, "evaluation_error", error=errors or "no decision")
+        if determining:
+            return Outcome(False, "forbidden", determining)
+        return Outcome(False, "no_matching_permit")
+
+
+class _UnknownType(ValueError):
+    pass

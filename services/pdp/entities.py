@@ -1,0 +1,107 @@
+"""The in-process entity index: the policy information point behind every decision.
+
+Entities come from the bundle's entities.json and from the store (the admin API and
+`arop entities import`); a stored entity replaces a bundle entity with the same uid. Cedar gets
+a per-request slice (principal, action, resource and their ancestors), never the whole set:
+handing Cedar the whole store costs a clone of it per call (DESIGN.md §3).
+
+An index is immutable; the runtime builds a new one when the bundle or the store changes and
+swaps it in with one assignment, so a request always sees one consistent version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from services.pdp.values import to_cedar_record
+from services.store.records import EntityRecord, EntityUid
+
+MAX_ATTRIBUTE_DEPTH = 32
+_encode = msgspec.json.Encoder().encode
+
+
+def action_records(actions: dict[str, list[str]]) -> list[EntityRecord]:
+    """Action entities with their groups (`action x in [all]` in the schema)."""
+    return [
+        EntityRecord("Action", name, parents=[EntityUid("Action", parent) for parent in parents])
+        for name, parents in actions.items()
+        if parents
+    ]
+
+
+def cedar_entity(uid: EntityUid, attrs: dict[str, Any], parents: list[EntityUid]) -> bytes:
+    return _encode({"uid": {"type": uid.type, "id": uid.id}, "attrs": attrs, "parents": [{"type": p.type, "id": p.id} for p in parents]})
+
+
+class EntityIndex:
+    def __init__(self, *layers: Iterable[EntityRecord]) -> None:
+        """Later layers replace earlier ones uid by uid (bundle, then store)."""
+        records: dict[EntityUid, EntityRecord] = {}
+        for layer in layers:
+            for record in layer:
+                records[record.uid] = record
+        self.records = records
+        self.attrs = {uid: to_cedar_record(r.properties, "properties", MAX_ATTRIBUTE_DEPTH) for uid, r in records.items()}
+        self.fragments = {uid: cedar_entity(uid, self.attrs[uid], r.parents) for uid, r in records.items()}
+        ids_by_type: dict[str, list[str]] = {}
+        for uid in records:
+            ids_by_type.setdefault(uid.type, []).append(uid.id)
+        self.ids_by_type = {kind: sorted(ids) for kind, ids in ids_by_type.items()}
+        self._ancestors: dict[EntityUid, tuple[EntityUid, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def ancestors(self, uid: EntityUid) -> tuple[EntityUid, ...]:
+        """Every entity `uid` is transitively `in` (cycles tolerated), cached per index."""
+        cached = self._ancestors.get(uid)
+        if cached is not None:
+            return cached
+        found: dict[EntityUid, None] = {}
+        record = self.records.get(uid)
+        pending = list(record.parents) if record else []
+        while pending:
+            parent = pending.pop()
+            if parent in found or parent == uid:
+                continue
+            found[parent] = None
+            parent_record = self.records.get(parent)
+            if parent_record:
+                pending.extend(parent_record.parents)
+        result = tuple(found)
+        self._ancestors[uid] = result
+        return result
+
+    def entity(self, uid: EntityUid, properties: dict[str, Any] | None) -> bytes | None:
+        """The Cedar JSON of `uid` as one evaluation sees it: stored attributes with the request's
+        properties over them. None when there is nothing to say (Cedar treats an absent entity
+        as one without attributes or parents)."""
+        if not properties:
+            return self.fragments.get(uid)
+        record = self.records.get(uid)
+        if record is None:
+            return cedar_entity(uid, properties, [])
+        return cedar_entity(uid, {**self.attrs[uid], **properties}, record.parents)
+
+    def slice(self, parts: list[tuple[EntityUid, dict[str, Any] | None]]) -> dict[EntityUid, bytes]:
+        """The entities Cedar needs for one request: each part (with its request properties) and
+        all their ancestors. When the same uid appears twice (a user acting on itself), the
+        properties of both parts apply, later over earlier."""
+        merged: dict[EntityUid, dict[str, Any] | None] = {}
+        for uid, properties in parts:
+            if uid in merged and merged[uid] and properties:
+                merged[uid] = {**merged[uid], **properties}  # type: ignore[dict-item]
+            elif properties or uid not in merged:
+                merged[uid] = properties
+        out: dict[EntityUid, bytes] = {}
+        for uid, properties in merged.items():
+            fragment = self.entity(uid, properties)
+            if fragment is not None:
+                out[uid] = fragment
+            for ancestor in self.ancestors(uid):
+                if ancestor not in merged and ancestor in self.fragments:
+                    out[ancestor] = self.fragments[ancestor]
+        return out

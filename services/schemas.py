@@ -1,0 +1,100 @@
+"""`arop schemas export`: JSON Schema of every wire type and the OpenAPI document, generated
+from the msgspec types themselves so that documentation and code cannot disagree. A test
+regenerates them and fails when the committed files in schemas/ drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from profiles.authzen import model as authzen
+from services.admin import EntitiesBody, UidsBody
+
+VERSION = "0.1.0"
+
+# (file stem, type) for every message on the wire.
+WIRE_TYPES: list[tuple[str, Any]] = [
+    ("authzen/evaluation-request", authzen.EvaluationRequest),
+    ("authzen/evaluations-request", authzen.EvaluationsRequest),
+    ("authzen/decision", authzen.Decision),
+    ("authzen/evaluations-response", authzen.EvaluationsResponse),
+    ("authzen/subject-search-request", authzen.SubjectSearchRequest),
+    ("authzen/resource-search-request", authzen.ResourceSearchRequest),
+    ("authzen/action-search-request", authzen.ActionSearchRequest),
+    ("authzen/entity-search-response", authzen.EntitySearchResponse),
+    ("authzen/action-search-response", authzen.ActionSearchResponse),
+    ("authzen/metadata", authzen.Metadata),
+    ("authzen/error", authzen.ErrorBody),
+    ("admin/entities", EntitiesBody),
+    ("admin/entity-uids", UidsBody),
+]
+
+# (method, path, operation id, summary, request type, response type(s), security);
+# a tuple of response types is a oneOf (the batch endpoint answers a single Decision when
+# `evaluations` is absent or empty, AZ-8).
+OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
+    ("post", "/access/v1/evaluation", "evaluation", "Access Evaluation (AuthZEN §4)", authzen.EvaluationRequest, authzen.Decision, True),
+    ("post", "/access/v1/evaluations", "evaluations", "Access Evaluations, batch (AuthZEN §5)", authzen.EvaluationsRequest, (authzen.EvaluationsResponse, authzen.Decision), True),
+    ("post", "/access/v1/search/subject", "searchSubject", "Subject Search (AuthZEN §6.3)", authzen.SubjectSearchRequest, authzen.EntitySearchResponse, True),
+    ("post", "/access/v1/search/resource", "searchResource", "Resource Search (AuthZEN §6.4)", authzen.ResourceSearchRequest, authzen.EntitySearchResponse, True),
+    ("post", "/access/v1/search/action", "searchAction", "Action Search (AuthZEN §6.5)", authzen.ActionSearchRequest, authzen.ActionSearchResponse, True),
+    ("get", "/.well-known/authzen-configuration", "metadata", "PDP metadata (AuthZEN §7)", None, authzen.Metadata, False),
+    ("post", "/admin/v1/entities", "upsertEntities", "Insert or replace entities", EntitiesBody, None, True),
+    ("post", "/admin/v1/entities/delete", "deleteEntities", "Delete entities", UidsBody, None, True),
+]
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    out = {}
+    for stem, type_ in WIRE_TYPES:
+        out[f"{stem}.json"] = msgspec.json.schema(type_)
+    return out
+
+
+def openapi() -> dict[str, Any]:
+    types = [t for op in OPERATIONS for t in (op[4], *(op[5] if isinstance(op[5], tuple) else (op[5],))) if t is not None]
+    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    by_type = dict(zip(types, schemas))
+
+    def schema_of(type_: Any) -> dict[str, Any]:
+        return {"oneOf": [by_type[t] for t in type_]} if isinstance(type_, tuple) else by_type[type_]
+
+    error = {"description": "Invalid request, unauthenticated or not allowed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    components.update(msgspec.json.schema_components([authzen.ErrorBody], ref_template="#/components/schemas/{name}")[1])
+    paths: dict[str, Any] = {}
+    for method, path, op_id, summary, request, response, secured in OPERATIONS:
+        operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": {}}
+        if request is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema_of(request)}}}
+        ok: dict[str, Any] = {"description": "OK"}
+        if response is not None:
+            ok["content"] = {"application/json": {"schema": schema_of(response)}}
+        operation["responses"]["200"] = ok
+        if secured:
+            operation["security"] = [{"apiKey": []}]
+            operation["responses"].update({"400": error, "401": error, "403": error})
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP and AROP admin API"},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key configured in [[callers]]"}}},
+    }
+
+
+def rendered() -> dict[str, bytes]:
+    """Every file of schemas/, by relative path, exactly as `export` writes it."""
+    files = {**json_schemas(), "openapi.json": openapi()}
+    return {name: msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n" for name, doc in files.items()}
+
+
+def export(directory: Path) -> list[Path]:
+    written = []
+    for name, content in rendered().items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        written.append(path)
+    return written

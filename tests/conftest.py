@@ -1,0 +1,43 @@
+"""Fixtures shared by the HTTP-level suites: real `arop serve` processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.auth import new_api_key
+from tests.server import RunningServer, run_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The service as a newcomer runs it: no configuration, loopback, the todo bundle."""
+    with run_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.evaluate, self._evaluate_hash = new_api_key()
+        self.admin, self._admin_hash = new_api_key()
+
+    def config(self) -> str:
+        return (
+            f'[[callers]]\nname = "pep"\nkey_sha256 = "{self._evaluate_hash}"\nscopes = ["evaluate"]\n\n'
+            f'[[callers]]\nname = "operator"\nkey_sha256 = "{self._admin_hash}"\nscopes = ["evaluate", "admin"]\n'
+        )
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture(scope="session")
+def secured_server(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[RunningServer]:
+    """The service with API keys configured (every API authenticates) and fast reloads."""
+    config = keys.config() + "\n[policy]\nreload_interval = 0.2\n\n[pdp]\nsigned_metadata = true\n"
+    with run_server(tmp_path_factory.mktemp("secured"), config=config) as running:
+        yield running
