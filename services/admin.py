@@ -43,6 +43,13 @@ async def _body(request: AnyRequest, type_: type) -> Any:
     return body
 
 
+async def _changed(request: AnyRequest) -> None:
+    """Read-your-writes here; other instances hear it over Redis when configured, else poll."""
+    await request.app.state.runtime.refresh()
+    if request.app.state.changes:
+        await request.app.state.changes.publish("entities")
+
+
 @post("/entities", status_code=200)
 async def upsert_entities(request: AnyRequest) -> Response[bytes]:
     body: EntitiesBody = await _body(request, EntitiesBody)
@@ -51,7 +58,7 @@ async def upsert_entities(request: AnyRequest) -> Response[bytes]:
         raise Problem(400, "Invalid entities", "; ".join(problems[:20]))
     store: Store = request.app.state.store
     revision = await store.upsert_entities(body.entities)
-    await request.app.state.runtime.refresh()
+    await _changed(request)
     return json_response({"revision": revision, "upserted": len(body.entities)})
 
 
@@ -60,7 +67,7 @@ async def delete_entities(request: AnyRequest) -> Response[bytes]:
     body: UidsBody = await _body(request, UidsBody)
     store: Store = request.app.state.store
     revision = await store.delete_entities(body.entities)
-    await request.app.state.runtime.refresh()
+    await _changed(request)
     return json_response({"revision": revision, "deleted": len(body.entities)})
 
 

@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from services import admin, ops
 from services.auth import Authenticator
+from services.changes import ChangeFeed
 from services.config import Config, load_config
 from services.http import EXCEPTION_HANDLERS
 from services.keys import KeyRing
@@ -29,15 +30,20 @@ def create_app(config: Config) -> Any:
     middleware, which must see every response, including the framework's own errors."""
     store = create_store(config.store.url, pool_min=config.store.pool_min, pool_max=config.store.pool_max)
     runtime = PolicyRuntime(config.bundle_path(), store, reload_interval=config.policy.reload_interval, max_depth=config.server.max_json_depth)
+    changes = ChangeFeed(config.redis.url) if config.redis.url else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await store.open()
         app.state.page_token_key = await store.get_or_create_secret(PAGE_TOKEN_SECRET, secrets.token_bytes(32))
         await runtime.start()
+        if changes:
+            changes.start(lambda topic: runtime.refresh())
         try:
             yield
         finally:
+            if changes:
+                await changes.close()
             await runtime.stop()
             await store.close()
 
@@ -53,6 +59,7 @@ def create_app(config: Config) -> Any:
     app.state.config = config
     app.state.store = store
     app.state.runtime = runtime
+    app.state.changes = changes
     app.state.authenticator = Authenticator(config.callers)
     app.state.keys = KeyRing(store)
     return RequestContextMiddleware(app, access_log=config.logging.access_log)

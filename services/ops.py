@@ -3,6 +3,7 @@ they reveal nothing a caller could use against a decision."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Request, Response, get
@@ -12,6 +13,7 @@ from services.observability import metrics_payload
 from services.store import StoreUnavailable
 
 AnyRequest = Request[Any, Any, Any]
+READINESS_TIMEOUT = 2.0  # seconds: a store that does not answer by then is not ready
 
 
 @get("/healthz")
@@ -26,9 +28,10 @@ async def readyz(request: AnyRequest) -> Response[bytes]:
     runtime = request.app.state.runtime
     checks: dict[str, str] = {"policy": "ok" if runtime.engine else "not loaded"}
     try:
-        await request.app.state.store.ping()
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await request.app.state.store.ping()
         checks["store"] = "ok"
-    except StoreUnavailable:
+    except (StoreUnavailable, TimeoutError):
         checks["store"] = "unavailable"
     ready = all(value == "ok" for value in checks.values())
     if runtime.engine:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -22,3 +28,42 @@ def require_service(env_var: str, what: str) -> str:
     if IN_CI:
         pytest.fail(f"{message} (CI forbids skipping integration tests)")
     pytest.skip(message)
+
+
+def _with_search_path(dsn: str, schema: str) -> str:
+    # asyncpg turns query parameters it does not know into server settings.
+    parts = urlsplit(dsn)
+    query = urlencode([*parse_qsl(parts.query), ("search_path", schema)])
+    return urlunsplit(parts._replace(query=query))
+
+
+async def _execute(dsn: str, statement: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def fresh_postgres_schema() -> AsyncIterator[str]:
+    """A PostgreSQL DSN whose tables live in a schema of their own, dropped afterwards."""
+    dsn = require_service("AROP_TEST_POSTGRES_DSN", "PostgreSQL")
+    schema = f"test_{secrets.token_hex(6)}"
+    await _execute(dsn, f"CREATE SCHEMA {schema}")
+    try:
+        yield _with_search_path(dsn, schema)
+    finally:
+        await _execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextmanager
+def fresh_postgres_schema_sync() -> Iterator[str]:
+    """The same for synchronous tests (servers in subprocesses)."""
+    dsn = require_service("AROP_TEST_POSTGRES_DSN", "PostgreSQL")
+    schema = f"test_{secrets.token_hex(6)}"
+    asyncio.run(_execute(dsn, f"CREATE SCHEMA {schema}"))
+    try:
+        yield _with_search_path(dsn, schema)
+    finally:
+        asyncio.run(_execute(dsn, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))

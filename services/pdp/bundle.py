@@ -288,4 +288,7 @@ def check_entities(records: list[EntityRecord]) -> list[str]:
             to_cedar_record(record.properties, f"[{index}].properties", MAX_ENTITY_DEPTH)
         except UnsupportedValue as exc:
             out.append(str(exc))
+        # PostgreSQL's jsonb cannot hold U+0000; refusing it everywhere keeps both stores equal.
+        if "\\u0000" in msgspec.json.encode(record).decode():
+            out.append(f"[{index}] strings must not contain U+0000")
     return out

@@ -89,6 +89,12 @@ class PolicyRuntime:
         changes = await self.store.entity_changes(self._revision)
         if changes.revision == self._revision:
             return False
+        if changes.revision < self._revision:
+            # The store went back in time (restored from a backup): start over from scratch.
+            log.warning("store entity revision went backwards; resynchronising", extra={"was": self._revision, "now": changes.revision})
+            self._stored.clear()
+            self._revision = 0
+            changes = await self.store.entity_changes(0)
         for record in changes.upserted:
             self._stored[record.uid] = record
         for uid in changes.deleted:

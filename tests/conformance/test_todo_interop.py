@@ -1,5 +1,8 @@
-"""The public AuthZEN Todo interop vectors (../shared/conformance/todo), over real HTTP against
-`arop serve` with its default bundle. Every case of all three files must pass."""
+"""The public AuthZEN Todo interop vectors, over real HTTP against `arop serve` with its default
+bundle. Every case of all three files must pass.
+
+The vectors are vendored in tests/conformance/todo so that a clone runs them on its own; where the
+team's shared copy sits beside the repository (as in CI), the vendored copy must equal it."""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ import pytest
 
 from tests.server import RunningServer
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "todo"
+from tests.support import IN_CI
+
+VECTORS = Path(__file__).resolve().parent / "todo"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "todo"
 FILES = sorted(VECTORS.glob("decisions-authorization-api-1_0-*.json"))
 
 
@@ -25,6 +31,16 @@ def _cases(kind: str) -> list[Any]:
 
 def test_vectors_are_present() -> None:
     assert len(FILES) == 3, f"expected the three interop files in {VECTORS}"
+
+
+def test_vendored_vectors_equal_the_shared_copy() -> None:
+    if not SHARED.is_dir():
+        if IN_CI:
+            pytest.fail(f"CI runs beside the shared vectors, but {SHARED} is missing")
+        pytest.skip("no shared copy beside this clone")
+    shared = {p.name: p.read_bytes() for p in SHARED.iterdir() if p.is_file()}
+    vendored = {p.name: p.read_bytes() for p in VECTORS.iterdir() if p.is_file()}
+    assert vendored == shared
 
 
 @pytest.mark.parametrize("case", _cases("evaluation"))

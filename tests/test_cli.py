@@ -1,0 +1,118 @@
+"""The `arop` command line: policy tooling, entity import, schema export, refusing unsafe binds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from services.schemas import rendered
+
+ROOT = Path(__file__).resolve().parents[1]
+TODO = ROOT / "examples" / "todo"
+
+
+def arop(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AROP_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=environment, timeout=60)
+
+
+def test_policy_check_ok() -> None:
+    result = arop("policy", "check", str(TODO))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 6 policies")
+
+
+def test_policy_check_reports_file_and_line(tmp_path: Path) -> None:
+    bundle = tmp_path / "todo"
+    shutil.copytree(TODO, bundle)
+    policies = bundle / "policies.cedar"
+    policies.write_text(policies.read_text() + '\npermit (principal, action == Action::"can_fly", resource);\n')
+    result = arop("policy", "check", str(bundle))
+    assert result.returncode == 1
+    line = len(policies.read_text().splitlines())
+    assert f"policies.cedar:{line}: " in result.stderr and "can_fly" in result.stderr
+
+
+def test_policy_test_passes_on_todo() -> None:
+    result = arop("policy", "test", str(TODO))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^45 passed, 0 failed$", result.stdout, re.MULTILINE)
+
+
+def test_policy_test_fails_with_a_diff(tmp_path: Path) -> None:
+    bundle = tmp_path / "todo"
+    shutil.copytree(TODO, bundle)
+    suite = json.loads((bundle / "tests" / "interop.json").read_text())
+    suite["cases"][0]["expected"] = not suite["cases"][0]["expected"]
+    (bundle / "tests" / "interop.json").write_text(json.dumps(suite))
+    result = arop("policy", "test", str(bundle))
+    assert result.returncode == 1
+    assert "FAIL  tests/interop.json: " in result.stdout and "44 passed, 1 failed" in result.stdout
+
+
+def test_policy_test_without_cases_fails(tmp_path: Path) -> None:
+    bundle = tmp_path / "todo"
+    shutil.copytree(TODO, bundle)
+    shutil.rmtree(bundle / "tests")
+    assert arop("policy", "test", str(bundle)).returncode == 1
+
+
+def test_entities_import_then_migrate_is_idempotent(tmp_path: Path) -> None:
+    env = {"AROP_STORE__URL": f"sqlite:///{tmp_path / 'arop.db'}"}
+    file = tmp_path / "entities.json"
+    file.write_text(json.dumps([{"type": "user", "id": "new", "properties": {"email": "new@example.com"}, "parents": [{"type": "Role", "id": "viewer"}]}]))
+    result = arop("entities", "import", str(file), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("imported 1 entities (revision 1)")
+    assert arop("migrate", env=env).stdout.strip() == "the store is up to date"
+
+
+def test_entities_import_rejects_bad_data(tmp_path: Path) -> None:
+    env = {"AROP_STORE__URL": f"sqlite:///{tmp_path / 'arop.db'}"}
+    file = tmp_path / "entities.json"
+    file.write_text(json.dumps([{"type": "bad type", "id": "x"}, {"type": "user", "id": "y", "properties": {"f": 0.123456}}]))
+    result = arop("entities", "import", str(file), env=env)
+    assert result.returncode == 2
+    assert "'bad type' is not a valid Cedar entity type name" in result.stderr and "[1].properties.f" in result.stderr
+
+
+def test_serve_refuses_public_bind_without_callers() -> None:
+    result = arop("serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without caller credentials" in result.stderr
+
+
+def test_serve_reports_configuration_errors() -> None:
+    result = arop("serve", env={"AROP_SERVER__PORT": "nope"})
+    assert result.returncode == 2 and "server.port" in result.stderr
+
+
+def test_callers_new_key_prints_a_matching_entry() -> None:
+    import hashlib
+
+    result = arop("callers", "new-key", "--name", "gateway", "--scopes", "evaluate", "admin")
+    key = re.search(r"(arop_\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+    assert f'key_sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"' in result.stdout
+    assert 'scopes = ["evaluate", "admin"]' in result.stdout
+
+
+def test_committed_schemas_match_the_code() -> None:
+    """`arop schemas export` output is committed; regenerate it when a wire type changes."""
+    expected = rendered()
+    committed = {p.relative_to(ROOT / "schemas").as_posix(): p.read_bytes() for p in (ROOT / "schemas").rglob("*.json")}
+    assert sorted(committed) == sorted(expected), "run `arop schemas export`"
+    for name, content in expected.items():
+        assert committed[name] == content, f"schemas/{name} drifted: run `arop schemas export`"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    marker = re.search(r"^<!-- test-command: (.*) -->\n```sh\n(.*)\n```", readme, re.MULTILINE)
+    assert marker, "README.md needs the test-command marker followed by the command"
+    assert marker.group(1) == marker.group(2)
+    assert "README.md" in (ROOT / ".ci" / "run").read_text()
