@@ -11,6 +11,7 @@ to bind anywhere else without configured callers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -46,6 +47,7 @@ def new_api_key() -> tuple[str, str]:
     return key, hashlib.sha256(key.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -7,6 +7,7 @@ response, including the framework's own 404/405/413 answers (AZ-50), and cost ne
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -40,6 +41,17 @@ HTTP_REQUESTS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 BUNDLE_RELOADS = Counter("arop_bundle_reloads_total", "Policy bundle reload attempts", ["result"])
+
+
+@functools.lru_cache(maxsize=256)
+def _latency(route: str, status_class: int) -> Any:
+    # Resolving labels costs more than observing; routes and status classes are few.
+    return HTTP_REQUESTS.labels(route, f"{status_class}xx")
+
+
+@functools.lru_cache(maxsize=64)
+def decision_counter(api: str, permit: bool) -> Any:
+    return DECISIONS.labels(api, "permit" if permit else "deny")
 
 
 class RequestContextMiddleware:
@@ -76,8 +88,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("path_template") or "unmatched"
-            HTTP_REQUESTS.labels(route, f"{status // 100}xx").observe(elapsed)
+            _latency(scope.get("path_template") or "unmatched", status // 100).observe(elapsed)
             if self.access_log:
                 log.info(
                     "request",

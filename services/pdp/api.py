@@ -21,7 +21,7 @@ from profiles.authzen.search import SearchKind
 from profiles.authzen.transport import check_media_type, decode_body
 from services.config import Config
 from services.http import JsonPost, encode, json_post, json_response
-from services.observability import DECISIONS
+from services.observability import decision_counter
 from services.pdp.engine import Outcome
 from services.pdp.runtime import PolicyRuntime
 from services.pdp.search import search
@@ -57,7 +57,7 @@ def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[Evaluat
     outcomes = runtime.current().evaluate(evaluations)
     decisions = [to_decision(o, config.pdp.expose_policy_ids) for o in outcomes]
     for decision in decisions:
-        DECISIONS.labels(api, "permit" if decision.decision else "deny").inc()
+        decision_counter(api, decision.decision).inc()
     return decisions
 
 
