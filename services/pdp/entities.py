@@ -11,7 +11,7 @@ swaps it in with one assignment, so a request always sees one consistent version
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -32,6 +32,20 @@ def action_records(actions: dict[str, list[str]]) -> list[EntityRecord]:
     ]
 
 
+def entity_refs(value: Any) -> Iterator[EntityUid]:
+    """Entities referenced from attribute values (`{"__entity": {"type", "id"}}`), any depth."""
+    if isinstance(value, dict):
+        ref = value.get("__entity")
+        if isinstance(ref, dict) and isinstance(ref.get("type"), str) and isinstance(ref.get("id"), str):
+            yield EntityUid(ref["type"], ref["id"])
+            return
+        for item in value.values():
+            yield from entity_refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from entity_refs(item)
+
+
 def cedar_entity(uid: EntityUid, attrs: dict[str, Any], parents: list[EntityUid]) -> bytes:
     return _encode({"uid": {"type": uid.type, "id": uid.id}, "attrs": attrs, "parents": [{"type": p.type, "id": p.id} for p in parents]})
 
@@ -46,6 +60,7 @@ class EntityIndex:
         self.records = records
         self.attrs = {uid: to_cedar_record(r.properties, "properties", MAX_ATTRIBUTE_DEPTH) for uid, r in records.items()}
         self.fragments = {uid: cedar_entity(uid, self.attrs[uid], r.parents) for uid, r in records.items()}
+        self.refs = {uid: tuple(dict.fromkeys(entity_refs(attrs))) for uid, attrs in self.attrs.items() if attrs}
         ids_by_type: dict[str, list[str]] = {}
         for uid in records:
             ids_by_type.setdefault(uid.type, []).append(uid.id)
@@ -87,8 +102,9 @@ class EntityIndex:
         return cedar_entity(uid, {**self.attrs[uid], **properties}, record.parents)
 
     def slice(self, parts: list[tuple[EntityUid, dict[str, Any] | None]]) -> dict[EntityUid, bytes]:
-        """The entities Cedar needs for one request: each part (with its request properties) and
-        all their ancestors. When the same uid appears twice (a user acting on itself), the
+        """The entities Cedar needs for one request: each part (with its request properties),
+        the entities their attributes reference (so `resource.owner.manager` resolves), and the
+        ancestors of all of them. When the same uid appears twice (a user acting on itself), the
         properties of both parts apply, later over earlier."""
         merged: dict[EntityUid, dict[str, Any] | None] = {}
         for uid, properties in parts:
@@ -97,11 +113,18 @@ class EntityIndex:
             elif properties or uid not in merged:
                 merged[uid] = properties
         out: dict[EntityUid, bytes] = {}
+        related: list[EntityUid] = []
         for uid, properties in merged.items():
             fragment = self.entity(uid, properties)
             if fragment is not None:
                 out[uid] = fragment
-            for ancestor in self.ancestors(uid):
-                if ancestor not in merged and ancestor in self.fragments:
-                    out[ancestor] = self.fragments[ancestor]
+            related.extend(self.ancestors(uid))
+            if properties:
+                related.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))
+            else:
+                related.extend(self.refs.get(uid, ()))
+        for other in related:
+            if other not in out and other not in merged and other in self.fragments:
+                out[other] = self.fragments[other]
+                related.extend(a for a in self.ancestors(other) if a not in out)
         return out

@@ -162,3 +162,18 @@ def test_todo_bundle_loads_and_is_stable(tmp_path: Path) -> None:
     assert load_bundle(copy).version == first.version
     (copy / "policies.cedar").write_text((copy / "policies.cedar").read_text() + "\n// changed\n")
     assert load_bundle(copy).version != first.version
+
+
+def test_attribute_references_resolve_to_stored_entities(tmp_path: Path) -> None:
+    schema = "entity Team; entity User in [Team] = { manager?: User }; entity Doc = { owner: User };\naction approve appliesTo { principal: User, resource: Doc };"
+    policies = '@id("managers-approve") permit (principal, action == Action::"approve", resource) when { resource.owner has manager && resource.owner.manager == principal };\n@id("team-owner") permit (principal, action, resource) when { resource.owner in Team::"ops" };'
+    engine = engine_for(
+        bundle_dir(tmp_path, policies, schema),
+        EntityRecord("User", "ann", {"manager": {"__entity": {"type": "User", "id": "bob"}}}),
+        EntityRecord("User", "cid", parents=[EntityUid("Team", "ops")]),
+        EntityRecord("Doc", "d1", {"owner": {"__entity": {"type": "User", "id": "ann"}}}),
+    )
+    approve = lambda who, props=None: EvaluationRequest(Subject("User", who), Action("approve"), Resource("Doc", "d1", props))  # noqa: E731
+    cid_owned = {"owner": {"__entity": {"type": "User", "id": "cid"}}}
+    outcomes = engine.evaluate([approve("bob"), approve("ann"), approve("zed", cid_owned)])
+    assert [(o.allowed, o.policies) for o in outcomes] == [(True, ["managers-approve"]), (False, []), (True, ["team-owner"])]
