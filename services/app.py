@@ -12,11 +12,11 @@ from litestar import Litestar
 
 from services import admin, ops
 from services.auth import Authenticator
-from services.changes import ChangeFeed
 from services.config import Config, load_config
 from services.http import EXCEPTION_HANDLERS
 from services.keys import KeyRing
-from services.observability import RequestContextMiddleware, configure_logging
+from services.logs import configure_logging
+from services.observability import RequestContextMiddleware
 from services.pdp import api as pdp_api
 from services.pdp.runtime import PolicyRuntime
 from services.store import create_store
@@ -30,7 +30,11 @@ def create_app(config: Config) -> Any:
     middleware, which must see every response, including the framework's own errors."""
     store = create_store(config.store.url, pool_min=config.store.pool_min, pool_max=config.store.pool_max)
     runtime = PolicyRuntime(config.bundle_path(), store, reload_interval=config.policy.reload_interval, max_depth=config.server.max_json_depth)
-    changes = ChangeFeed(config.redis.url) if config.redis.url else None
+    changes = None
+    if config.redis.url:  # imported only when used: redis-py costs every worker ~15 MiB
+        from services.changes import ChangeFeed
+
+        changes = ChangeFeed(config.redis.url)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -61,7 +65,7 @@ def create_app(config: Config) -> Any:
     app.state.runtime = runtime
     app.state.changes = changes
     app.state.authenticator = Authenticator(config.callers)
-    app.state.keys = KeyRing(store)
+    app.state.key_ring = KeyRing(store)
     return RequestContextMiddleware(app, access_log=config.logging.access_log)
 
 

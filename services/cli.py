@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -43,12 +45,23 @@ async def _with_store(config: Config, work):  # type: ignore[no-untyped-def]
         await store.close()
 
 
+def _prepare(config: Config) -> tuple[str | None, str | None]:
+    """Check the bundle and apply migrations; return (problem, bundle version)."""
+    from services.pdp.bundle import BundleError, load_bundle
+
+    try:
+        bundle = load_bundle(config.bundle_path())
+    except BundleError as exc:
+        return "the policy bundle is invalid:\n  " + "\n  ".join(map(str, exc.problems)), None
+    asyncio.run(_with_store(config, lambda store: store.migrate()))
+    return None, bundle.version
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services.auth import is_loopback
-    from services.observability import configure_logging, log
-    from services.pdp.bundle import BundleError, load_bundle
+    from services.logs import configure_logging
 
     config = _config(args)
     configure_logging(config.logging.level)
@@ -57,16 +70,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"refusing to listen on {config.server.host} without caller credentials: configure [[callers]] "
             "(see `arop callers new-key`) or bind to 127.0.0.1"
         )
-    try:
-        bundle = load_bundle(config.bundle_path())
-    except BundleError as exc:
-        return _fail("the policy bundle is invalid:\n  " + "\n  ".join(map(str, exc.problems)))
-    asyncio.run(_with_store(config, lambda store: store.migrate()))
+    # Validate the bundle and migrate the store in a short-lived process: the supervisor that
+    # stays resident beside the workers then never loads Cedar, the database drivers or the web
+    # framework (tens of MiB it would hold for nothing).
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        problem, version = pool.apply(_prepare, (config,))
+    if problem:
+        return _fail(problem)
     if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="arop-metrics-")
+    log = logging.getLogger("arop")
     log.info(
         "starting",
-        extra={"url": config.server.base_url(), "workers": config.server.workers, "bundle": str(bundle.path), "policy_version": bundle.version, "store": config.store.url.split("@")[-1]},
+        extra={"url": config.server.base_url(), "workers": config.server.workers, "bundle": str(config.bundle_path()), "policy_version": version, "store": config.store.url.split("@")[-1]},
     )
     if not config.callers:
         log.warning("no callers configured: the AuthZEN endpoints answer unauthenticated loopback callers; the admin API is closed")

@@ -9,17 +9,29 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta, timezone
 
+from typing import TYPE_CHECKING
+
 import msgspec
-from joserfc.jwk import ECKey
 
 from services.store import Store
 from services.store.records import SigningKey
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
 
 ALG = "ES256"
 CACHE_SECONDS = 60
 
 
+def _ec_key() -> type[ECKey]:
+    # joserfc pulls in cryptography (~15 MiB per worker); load it when a key is first used.
+    from joserfc.jwk import ECKey
+
+    return ECKey
+
+
 def generate_signing_key(now: datetime) -> SigningKey:
+    ECKey = _ec_key()
     kid = secrets.token_urlsafe(12)
     key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"}, private=True)
     return SigningKey(kid=kid, alg=ALG, private_jwk=msgspec.json.encode(key.as_dict(private=True)).decode(), created_at=now)
@@ -46,13 +58,13 @@ class KeyRing:
     async def current(self) -> ECKey:
         """The newest key: what every new signature uses."""
         newest = (await self._load())[0]
-        return ECKey.import_key(msgspec.json.decode(newest.private_jwk))
+        return _ec_key().import_key(msgspec.json.decode(newest.private_jwk))
 
     async def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Public keys of every key that still verifies."""
         keys = []
         for stored in await self._load():
-            public = ECKey.import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
+            public = _ec_key().import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
             keys.append({**public, "kid": stored.kid, "alg": stored.alg, "use": "sig"})
         return {"keys": keys}
 

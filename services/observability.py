@@ -1,4 +1,4 @@
-"""Request ids, JSON logs and Prometheus metrics.
+"""Request ids and Prometheus metrics.
 
 The request id middleware is plain ASGI (not a framework middleware) because it must wrap every
 response, including the framework's own 404/405/413 answers (AZ-50), and cost next to nothing.
@@ -6,22 +6,19 @@ response, including the framework's own 404/405/413 answers (AZ-50), and cost ne
 
 from __future__ import annotations
 
-import contextvars
 import functools
-import json
 import logging
 import os
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import datetime, timezone
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+from services.logs import request_id_var
+
 log = logging.getLogger("arop")
 
 Scope = MutableMapping[str, Any]
@@ -31,7 +28,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
-_MAX_REQUEST_ID = 256
 
 DECISIONS = Counter("arop_decisions_total", "Decisions made, by API and outcome", ["api", "decision"])
 HTTP_REQUESTS = Histogram(
@@ -69,7 +65,7 @@ class RequestContextMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
-                request_id = value[:_MAX_REQUEST_ID]
+                request_id = value  # echoed unchanged (AZ-50); the HTTP server bounds header size
                 break
         if request_id is None:
             request_id = secrets.token_hex(8).encode()
@@ -95,39 +91,6 @@ class RequestContextMiddleware:
                     extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": round(elapsed * 1000, 3)},
                 )
             request_id_var.reset(token)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line with the request id of the request being served, if any."""
-
-    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        entry.update({k: v for k, v in vars(record).items() if k not in self._standard and k != "color_message"})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
 
 
 def metrics_payload() -> tuple[bytes, str]:

@@ -47,7 +47,7 @@ async def metrics() -> Response[bytes]:
 
 @get("/.well-known/jwks.json")
 async def jwks(request: AnyRequest) -> Response[bytes]:
-    return json_response(await request.app.state.keys.jwks(), headers={"Cache-Control": "max-age=300"})
+    return json_response(await request.app.state.key_ring.jwks(), headers={"Cache-Control": "max-age=300"})
 
 
 ROUTES = [healthz, readyz, metrics, jwks]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 import msgspec
-from joserfc import jwt
-from joserfc.jwk import ECKey
 
 from profiles.authzen.model import Metadata
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
 
 WELL_KNOWN = "/.well-known/authzen-configuration"
 
@@ -46,6 +49,8 @@ def build_metadata(
 def sign_metadata(metadata: Metadata, key: ECKey, *, ttl_seconds: int, now: float | None = None) -> Metadata:
     """AZ-35/AZ-36: an ES256 JWT whose claims are the metadata members, `iss` the PDP identifier,
     and which never contains a `signed_metadata` claim itself."""
+    from joserfc import jwt  # only deployments that sign metadata pay for loading it
+
     claims = {k: v for k, v in msgspec.to_builtins(metadata).items() if k != "signed_metadata"}
     issued_at = int(now if now is not None else time.time())
     claims.update(iss=metadata.policy_decision_point, iat=issued_at, exp=issued_at + ttl_seconds)

@@ -38,6 +38,8 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("request body is not valid UTF-8") from None
 
 
 def describe_validation_error(exc: msgspec.ValidationError) -> str:

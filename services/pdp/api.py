@@ -106,13 +106,15 @@ async def metadata(request: AnyRequest) -> Response[bytes]:
     base = config.server.base_url()
     document = build_metadata(base, jwks_uri=f"{base}/.well-known/jwks.json" if config.pdp.signed_metadata else None)
     if config.pdp.signed_metadata:
-        document = sign_metadata(document, await request.app.state.keys.current(), ttl_seconds=config.pdp.metadata_max_age)
+        document = sign_metadata(document, await request.app.state.key_ring.current(), ttl_seconds=config.pdp.metadata_max_age)
     return json_response(document, headers={"Cache-Control": f"max-age={config.pdp.metadata_max_age}"})
 
 
 def router(config: Config) -> Router:
-    """The AuthZEN routes; the metadata path follows the configured PDP identifier (AZ-31)."""
-    metadata_paths = sorted({metadata_path(config.server.base_url()), "/.well-known/authzen-configuration"})
+    """The AuthZEN routes. The metadata is served only where a PEP holding the configured PDP
+    identifier looks for it (AZ-31): answering at the bare well-known path for a tenant
+    identifier would hand out a `policy_decision_point` the PEP did not derive (AZ-34)."""
+    metadata_paths = [metadata_path(config.server.base_url())]
     return Router(
         "/",
         route_handlers=[

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import msgspec
 
 from services.pdp import cedar
+from services.pdp.entities import EntityIndex
 from services.pdp.values import UnsupportedValue, to_cedar_record
 from services.store.records import EntityRecord, EntityUid
 
@@ -291,4 +292,22 @@ def check_entities(records: list[EntityRecord]) -> list[str]:
         # PostgreSQL's jsonb cannot hold U+0000; refusing it everywhere keeps both stores equal.
         if "\\u0000" in msgspec.json.encode(record).decode():
             out.append(f"[{index}] strings must not contain U+0000")
+    if not out:
+        out.extend(_cedar_problems(records))
     return out
+
+
+def _cedar_problems(records: list[EntityRecord]) -> list[str]:
+    """What Cedar itself refuses (malformed `__entity`/`__extn` escapes), record by record."""
+
+    def parses(batch: list[EntityRecord]) -> bool:
+        fragments = EntityIndex(batch).fragments.values()
+        try:
+            cedar.Entities.from_json_str("[" + ",".join(f.decode() for f in fragments) + "]", None)
+        except ValueError:
+            return False
+        return True
+
+    if parses(records):
+        return []
+    return [f"[{i}] {r.type}::{r.id!r}: a value is not valid Cedar data (check __entity/__extn escapes)" for i, r in enumerate(records) if not parses([r])]

@@ -14,6 +14,7 @@ A `forbid` whose condition raised an error denies: Cedar skips an erroring polic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -31,6 +32,9 @@ CLIENT_EVIDENCE = "client_evidence"
 RESERVED_CONTEXT = frozenset({ACTION_PROPERTIES, CLIENT_EVIDENCE})
 _encode = msgspec.json.Encoder().encode
 ENTITY_CACHE_SIZE = 4096
+INVALID_DATA = "InvalidEntityData"  # our marker: the request's entity data was refused by Cedar
+_BAD_REQUEST_ERROR = "failed to build request"  # Cedar's prefix when the context is refused
+log = logging.getLogger("arop.pdp")
 
 Reason = Literal[
     "permitted",
@@ -150,7 +154,15 @@ class Engine:
     def _call(self, policies: cedar.PolicySet, group: list[_Prepared], merged: dict[EntityUid, bytes]) -> list[cedar.CedarResponse]:
         if not group:
             return []
-        return cedar.is_authorized_batch([item.cedar_request for item in group], policies, self._entities(merged))
+        try:
+            entities = self._entities(merged)
+        except ValueError:
+            # A property value with a malformed Cedar escape (`__entity`, `__extn`) spoils the
+            # whole document: decide each item alone so that only the culprit fails.
+            if len(group) > 1:
+                return [response for item in group for response in self._call(policies, [item], item.entities)]
+            return [cedar.CedarResponse(INVALID_DATA, cedar.CedarDiagnostics())]
+        return cedar.is_authorized_batch([item.cedar_request for item in group], policies, entities)
 
     def _entities(self, merged: dict[EntityUid, bytes]) -> cedar.Entities:
         """A parsed entities handle per distinct slice, cached: handing cedarpy a parsed handle
@@ -172,9 +184,11 @@ class Engine:
         determining = response.diagnostics.reason
         if response.decision == "Allow":
             return Outcome(True, "permitted", determining)
+        if response.decision == INVALID_DATA or any(e.startswith(_BAD_REQUEST_ERROR) for e in response.diagnostics.errors):
+            return Outcome(False, "unsupported_value", error="a property or context value is not valid Cedar data (check __entity/__extn escapes)")
         if response.decision != "Deny":
-            errors = "; ".join(response.diagnostics.errors)[:500]
-            return Outcome(False, "evaluation_error", error=errors or "no decision")
+            log.error("Cedar could not decide", extra={"errors": response.diagnostics.errors[:5]})
+            return Outcome(False, "evaluation_error", error="no decision")
         if determining:
             return Outcome(False, "forbidden", determining)
         return Outcome(False, "no_matching_permit")

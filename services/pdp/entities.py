@@ -90,13 +90,14 @@ class EntityIndex:
         self._ancestors[uid] = result
         return result
 
-    def entity(self, uid: EntityUid, properties: dict[str, Any] | None) -> bytes | None:
+    def entity(self, uid: EntityUid, properties: dict[str, Any] | None) -> bytes:
         """The Cedar JSON of `uid` as one evaluation sees it: stored attributes with the request's
-        properties over them. None when there is nothing to say (Cedar treats an absent entity
-        as one without attributes or parents)."""
-        if not properties:
-            return self.fragments.get(uid)
+        properties over them. An unknown uid without properties is still spelled out (no
+        attributes, no parents): batch items share one entities document when their slices
+        agree, and an item must never see attributes another item sent for the same uid."""
         record = self.records.get(uid)
+        if not properties:
+            return self.fragments[uid] if record is not None else cedar_entity(uid, {}, [])
         if record is None:
             return cedar_entity(uid, properties, [])
         return cedar_entity(uid, {**self.attrs[uid], **properties}, record.parents)
@@ -115,9 +116,7 @@ class EntityIndex:
         out: dict[EntityUid, bytes] = {}
         related: list[EntityUid] = []
         for uid, properties in merged.items():
-            fragment = self.entity(uid, properties)
-            if fragment is not None:
-                out[uid] = fragment
+            out[uid] = self.entity(uid, properties)
             related.extend(self.ancestors(uid))
             if properties:
                 related.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))

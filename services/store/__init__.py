@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from services.store.base import Store, StoreUnavailable
-from services.store.postgres import PostgresStore
 from services.store.records import EntityChanges, EntityRecord, EntityUid, SigningKey
-from services.store.sqlite import SQLiteStore
 
 __all__ = [
     "EntityChanges",
     "EntityRecord",
     "EntityUid",
-    "PostgresStore",
-    "SQLiteStore",
     "SigningKey",
     "Store",
     "StoreUnavailable",
@@ -30,9 +26,14 @@ def create_store(url: str, *, pool_min: int = 1, pool_max: int = 10) -> Store:
     SQLite keeps one connection per process), or a `postgresql://` / `postgres://` DSN as asyncpg
     reads it (query parameters it does not know become server settings, e.g. `?search_path=s`).
     """
+    # Each back end is imported only when used: a worker on SQLite never loads asyncpg.
     if url.startswith(_SQLITE_PREFIX) and len(url) > len(_SQLITE_PREFIX):
+        from services.store.sqlite import SQLiteStore
+
         return SQLiteStore(url.removeprefix(_SQLITE_PREFIX))
     if url.startswith(_POSTGRES_SCHEMES):
+        from services.store.postgres import PostgresStore
+
         return PostgresStore(url, pool_min=pool_min, pool_max=pool_max)
     # Name the scheme only: the rest of a URL may hold a password.
     scheme = url.partition(":")[0]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from services.store.postgres import PostgresStore
+from services.store.sqlite import SQLiteStore
 from services.store import (
     EntityChanges,
     EntityRecord,
     EntityUid,
-    PostgresStore,
     SigningKey,
-    SQLiteStore,
     Store,
     StoreUnavailable,
     create_store,

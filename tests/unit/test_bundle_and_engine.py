@@ -177,3 +177,12 @@ def test_attribute_references_resolve_to_stored_entities(tmp_path: Path) -> None
     cid_owned = {"owner": {"__entity": {"type": "User", "id": "cid"}}}
     outcomes = engine.evaluate([approve("bob"), approve("ann"), approve("zed", cid_owned)])
     assert [(o.allowed, o.policies) for o in outcomes] == [(True, ["managers-approve"]), (False, []), (True, ["team-owner"])]
+
+
+def test_batch_items_never_see_properties_sent_by_another_item(tmp_path: Path) -> None:
+    """Items share one Cedar entities document when their slices agree; an item naming an
+    unknown uid without properties must not inherit what an earlier item sent for it."""
+    engine = engine_for(bundle_dir(tmp_path))
+    alice = {"__entity": {"type": "User", "id": "alice"}}
+    outcomes = engine.evaluate([request("read", "new", owner=alice), request("read", "new"), request("read", "new", owner=alice)])
+    assert [o.allowed for o in outcomes] == [True, False, True]
