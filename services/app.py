@@ -25,6 +25,19 @@ log = logging.getLogger("arop")
 PAGE_TOKEN_SECRET = "authzen-search-page-token"
 
 
+class App(Litestar):
+    """Litestar without the optional pydantic and attrs plugins it adds whenever those libraries
+    happen to be installed: AROP's types are msgspec Structs, and the plugins would cost every
+    worker ~10 MiB and start-up time for nothing (tests/test_app.py checks they stay out)."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[Any]) -> list[Any]:
+        from litestar.plugins.core import MsgspecDIPlugin
+
+        plugins.append(MsgspecDIPlugin())
+        return plugins
+
+
 def create_app(config: Config) -> Any:
     """Build the ASGI application for `config`. Returns the app wrapped in the request-context
     middleware, which must see every response, including the framework's own errors."""
@@ -51,7 +64,7 @@ def create_app(config: Config) -> Any:
             await runtime.stop()
             await store.close()
 
-    app = Litestar(
+    app = App(
         route_handlers=[pdp_api.router(config), admin.router, *ops.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
