@@ -54,7 +54,7 @@ def plan_evaluations(request: EvaluationsRequest, max_items: int) -> EvaluationR
         try:
             item = _item_decoder.decode(raw)
         except msgspec.ValidationError as exc:
-            items.append(ItemError(f"evaluations[{index}].{describe_validation_error(exc)}"))
+            items.append(ItemError(describe_validation_error(exc, f"evaluations[{index}]")))
             continue
         except msgspec.DecodeError:
             items.append(ItemError(f"evaluations[{index}]: must be a JSON object"))

@@ -42,12 +42,13 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise InvalidRequest("request body is not valid UTF-8") from None
 
 
-def describe_validation_error(exc: msgspec.ValidationError) -> str:
+def describe_validation_error(exc: msgspec.ValidationError, root: str = "") -> str:
     """Turn msgspec's "Expected `str`, got `int` - at `$.subject.id`" into
-    "subject.id: expected str, got int", naming the member the PEP must fix."""
+    "subject.id: expected str, got int", naming the member the PEP must fix. `root` names
+    where the decoded value sits in the request (e.g. "evaluations[2]")."""
     text = str(exc)
     message, _, where = text.partition(" - at `$")
-    path = where.rstrip("`").lstrip(".")
+    path = ".".join(part for part in (root, where.rstrip("`").lstrip(".")) if part).replace(".[", "[")
     if message == "Expected `object`, got `array`" and not path:
         return "the request body must be a JSON object"
     message = message.replace("`", "")

@@ -17,8 +17,19 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import ECKey, KeySet
 
 from profiles.authzen.errors import InvalidRequest
-from profiles.authzen.evaluation import BatchPlan, ItemError, execute_batch, plan_evaluations
-from profiles.authzen.metadata import ENDPOINT_PATHS, WELL_KNOWN, build_metadata, metadata_path, sign_metadata
+from profiles.authzen.evaluation import (
+    BatchPlan,
+    ItemError,
+    execute_batch,
+    plan_evaluations,
+)
+from profiles.authzen.metadata import (
+    ENDPOINT_PATHS,
+    WELL_KNOWN,
+    build_metadata,
+    metadata_path,
+    sign_metadata,
+)
 from profiles.authzen.model import (
     Action,
     ActionSearchRequest,
@@ -32,7 +43,12 @@ from profiles.authzen.model import (
     Subject,
     SubjectSearchRequest,
 )
-from profiles.authzen.search import decode_page_token, encode_page_token, paginate, query_fingerprint
+from profiles.authzen.search import (
+    decode_page_token,
+    encode_page_token,
+    paginate,
+    query_fingerprint,
+)
 from profiles.authzen.transport import check_media_type, decode_body
 
 SUBJECT = {"type": "user", "id": "alice"}
