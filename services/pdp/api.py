@@ -56,8 +56,11 @@ def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[Evaluat
     config: Config = post.app.state.config
     outcomes = runtime.current().evaluate(evaluations)
     decisions = [to_decision(o, config.pdp.expose_policy_ids) for o in outcomes]
-    for decision in decisions:
-        decision_counter(api, decision.decision).inc()
+    permits = sum(d.decision for d in decisions)
+    if permits:
+        decision_counter(api, True).inc(permits)
+    if permits < len(decisions):
+        decision_counter(api, False).inc(len(decisions) - permits)
     return decisions
 
 

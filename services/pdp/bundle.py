@@ -16,6 +16,7 @@ that is consulted only to explain a denial; they never allow anything on their o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -268,6 +269,7 @@ def _load_entities(root: Path, problems: list[Problem]) -> list[EntityRecord]:
 _CEDAR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_cedar_type(name: str) -> bool:
     """Whether `name` can be a Cedar entity type (an AuthZEN type must map onto one)."""
     return bool(_CEDAR_TYPE.match(name))

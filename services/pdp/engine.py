@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from profiles.authzen.model import EvaluationRequest
+from profiles.authzen.model import Action, EvaluationRequest, Resource, Subject
 from services.pdp import cedar
 from services.pdp.bundle import Bundle, PolicyInfo, is_cedar_type
 from services.pdp.entities import EntityIndex
@@ -79,9 +79,10 @@ class Engine:
         stripped from the PEP's context."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         prepared: list[_Prepared] = []
+        parts: dict[int, Any] = {}
         for i, request in enumerate(requests):
             try:
-                prepared.append(self._prepare(i, request, extra_context[i] if extra_context else None))
+                prepared.append(self._prepare(i, request, extra_context[i] if extra_context else None, parts))
             except UnsupportedValue as exc:
                 outcomes[i] = Outcome(False, "unsupported_value", error=str(exc))
             except _UnknownType as exc:
@@ -102,38 +103,51 @@ class Engine:
                 outcome.challenges = [p for p in matched if p.challenge is not None]
         return outcomes  # type: ignore[return-value]
 
-    def _prepare(self, i: int, request: EvaluationRequest, extra: dict[str, Any] | None) -> _Prepared:
+    def _prepare(self, i: int, request: EvaluationRequest, extra: dict[str, Any] | None, parts: dict[int, Any]) -> _Prepared:
         subject, action, resource = request.subject, request.action, request.resource
         for what, kind in (("subject", subject.type), ("resource", resource.type)):
             if not is_cedar_type(kind):
                 raise _UnknownType(f"{what}.type {kind!r} is not a type this PDP knows")
-        depth = self.max_depth
         context: dict[str, Any] = {}
         if request.context:
-            context = to_cedar_record(request.context, "context", depth)
+            context = to_cedar_record(request.context, "context", self.max_depth)
             for name in RESERVED_CONTEXT.intersection(context):
                 del context[name]
         if action.properties:
-            context[ACTION_PROPERTIES] = to_cedar_record(action.properties, "action.properties", depth)
+            context[ACTION_PROPERTIES] = to_cedar_record(action.properties, "action.properties", self.max_depth)
         if extra:
             context.update(extra)
         principal = EntityUid(subject.type, subject.id)
         target = EntityUid(resource.type, resource.id)
-        action_uid = EntityUid("Action", action.name)
-        entities = self.index.slice(
-            [
-                (principal, to_cedar_record(subject.properties, "subject.properties", depth) if subject.properties else None),
-                (target, to_cedar_record(resource.properties, "resource.properties", depth) if resource.properties else None),
-                (action_uid, None),
-            ]
-        )
+        if principal == target:  # a user acting on itself: the properties of both apply
+            merged = {**(subject.properties or {}), **(resource.properties or {})} or None
+            entities = dict(self._part(Subject(subject.type, subject.id, merged), principal, "subject", parts))
+        else:
+            resource_part = self._part(resource, target, "resource", parts)
+            entities = {**resource_part, **self._part(subject, principal, "subject", parts)}
+            entities[target] = resource_part[target]  # its own view wins over a reference to it
+        entities.update(self._part(action, EntityUid("Action", action.name), "action", parts))
         cedar_request = {
             "principal": {"type": principal.type, "id": principal.id},
             "action": {"type": "Action", "id": action.name},
             "resource": {"type": target.type, "id": target.id},
-            "context": _encode(context).decode(),
+            "context": _encode(context).decode() if context else "{}",
         }
         return _Prepared(i, cedar_request, entities)
+
+    def _part(self, entity: Subject | Resource | Action, uid: EntityUid, role: str, parts: dict[int, Any]) -> dict[EntityUid, bytes]:
+        """The index part of one request entity, computed once per evaluate() call: batch items
+        merged from the same top-level default share the very same object. Action properties
+        are context, not entity attributes."""
+        memo = parts.get(id(entity))
+        if memo is not None and memo[0] is entity:
+            return memo[1]
+        properties = None
+        if entity.properties and role != "action":
+            properties = to_cedar_record(entity.properties, f"{role}.properties", self.max_depth)
+        part = self.index.part(uid, properties)
+        parts[id(entity)] = (entity, part)
+        return part
 
     def _run(self, policies: cedar.PolicySet, prepared: list[_Prepared]) -> list[cedar.CedarResponse]:
         """Evaluate in as few Cedar calls as possible: consecutive requests whose entity slices

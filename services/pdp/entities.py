@@ -66,6 +66,7 @@ class EntityIndex:
             ids_by_type.setdefault(uid.type, []).append(uid.id)
         self.ids_by_type = {kind: sorted(ids) for kind, ids in ids_by_type.items()}
         self._ancestors: dict[EntityUid, tuple[EntityUid, ...]] = {}
+        self._parts: dict[EntityUid, dict[EntityUid, bytes]] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -102,28 +103,26 @@ class EntityIndex:
             return cedar_entity(uid, properties, [])
         return cedar_entity(uid, {**self.attrs[uid], **properties}, record.parents)
 
-    def slice(self, parts: list[tuple[EntityUid, dict[str, Any] | None]]) -> dict[EntityUid, bytes]:
-        """The entities Cedar needs for one request: each part (with its request properties),
-        the entities their attributes reference (so `resource.owner.manager` resolves), and the
-        ancestors of all of them. When the same uid appears twice (a user acting on itself), the
-        properties of both parts apply, later over earlier."""
-        merged: dict[EntityUid, dict[str, Any] | None] = {}
-        for uid, properties in parts:
-            if uid in merged and merged[uid] and properties:
-                merged[uid] = {**merged[uid], **properties}  # type: ignore[dict-item]
-            elif properties or uid not in merged:
-                merged[uid] = properties
-        out: dict[EntityUid, bytes] = {}
-        related: list[EntityUid] = []
-        for uid, properties in merged.items():
-            out[uid] = self.entity(uid, properties)
-            related.extend(self.ancestors(uid))
-            if properties:
-                related.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))
-            else:
-                related.extend(self.refs.get(uid, ()))
+    def part(self, uid: EntityUid, properties: dict[str, Any] | None) -> dict[EntityUid, bytes]:
+        """What Cedar needs to know about `uid` in one evaluation: the entity itself (stored
+        attributes with the request's properties over them), the entities its attributes
+        reference (so `resource.owner.manager` resolves), and the ancestors of all of them.
+        The first entry is `uid` itself."""
+        if not properties:
+            cached = self._parts.get(uid)
+            if cached is not None:
+                return cached
+        fragment = self.entity(uid, properties)
+        out = {uid: fragment}
+        related = list(self.ancestors(uid))
+        if not properties:
+            related.extend(self.refs.get(uid, ()))
+        elif b'"__entity"' in fragment:
+            related.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))
         for other in related:
-            if other not in out and other not in merged and other in self.fragments:
+            if other not in out and other in self.fragments:
                 out[other] = self.fragments[other]
-                related.extend(a for a in self.ancestors(other) if a not in out)
+                related.extend(self.ancestors(other))
+        if not properties and uid in self.records:
+            self._parts[uid] = out  # bounded by the index: only known entities are cached
         return out
