@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 from datetime import timedelta
@@ -45,23 +45,35 @@ async def _with_store(config: Config, work):  # type: ignore[no-untyped-def]
         await store.close()
 
 
-def _prepare(config: Config) -> tuple[str | None, str | None]:
-    """Check the bundle and apply migrations; return (problem, bundle version)."""
+def cmd_worker(args: argparse.Namespace) -> int:
+    """One worker process of `arop serve`, on the socket the supervisor passed down."""
+    from services.logs import configure_logging
+    from services.supervisor import run_worker
+
+    configure_logging(load_config().logging.level)
+    run_worker(fd=args.fd)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """`arop serve`'s start-up checks, run in their own process: validate the bundle, apply
+    migrations, print the bundle version."""
     from services.pdp.bundle import BundleError, load_bundle
 
+    config = _config(args)
     try:
         bundle = load_bundle(config.bundle_path())
     except BundleError as exc:
-        return "the policy bundle is invalid:\n  " + "\n  ".join(map(str, exc.problems)), None
+        return _fail("the policy bundle is invalid:\n  " + "\n  ".join(map(str, exc.problems)))
     asyncio.run(_with_store(config, lambda store: store.migrate()))
-    return None, bundle.version
+    print(bundle.version)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from services.auth import is_loopback
     from services.logs import configure_logging
+    from services.supervisor import serve
 
     config = _config(args)
     configure_logging(config.logging.level)
@@ -72,13 +84,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     # Validate the bundle and migrate the store in a short-lived process: the supervisor that
     # stays resident beside the workers then never loads Cedar, the database drivers or the web
-    # framework (tens of MiB it would hold for nothing).
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        problem, version = pool.apply(_prepare, (config,))
-    if problem:
-        return _fail(problem)
+    # framework (tens of MiB it would hold for nothing). The configuration reaches it, like the
+    # workers, through AROP_CONFIG and the AROP_* overrides.
+    prepared = subprocess.run([sys.executable, "-m", "services.cli", "_prepare"], capture_output=True, text=True)
+    if prepared.returncode != 0:
+        return _fail(prepared.stderr.strip().removeprefix("arop: ") or "start-up checks failed")
+    version = prepared.stdout.strip()
     if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="arop-metrics-")
+    # Fewer glibc malloc arenas: workers run few threads, and each arena holds on to memory.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     log = logging.getLogger("arop")
     log.info(
         "starting",
@@ -86,20 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if not config.callers:
         log.warning("no callers configured: the AuthZEN endpoints answer unauthenticated loopback callers; the admin API is closed")
-    uvicorn.run(
-        "services.app:create_app_from_environment",
-        factory=True,
-        host=config.server.host,
-        port=config.server.port,
-        workers=config.server.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return serve(config.server.host, config.server.port, config.server.workers)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -210,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     with_config(commands.add_parser("migrate", help="apply pending store migrations")).set_defaults(run=cmd_migrate)
+    commands.add_parser("_prepare", help=argparse.SUPPRESS).set_defaults(run=cmd_prepare)
+    worker = commands.add_parser("_worker", help=argparse.SUPPRESS)
+    worker.add_argument("--fd", type=int, required=True)
+    worker.set_defaults(run=cmd_worker)
 
     entities = commands.add_parser("entities", help="entity data of the policy information point").add_subparsers(dest="entities_command", required=True)
     import_ = with_config(entities.add_parser("import", help="insert or replace entities from a JSON file"))
