@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from services.schemas import rendered
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +40,11 @@ def test_policy_check_reports_file_and_line(tmp_path: Path) -> None:
     assert f"policies.cedar:{line}: " in result.stderr and "can_fly" in result.stderr
 
 
-def test_policy_test_passes_on_todo() -> None:
-    result = arop("policy", "test", str(TODO))
+@pytest.mark.parametrize(("bundle", "cases"), [("todo", 45), ("agents", 13)])
+def test_policy_test_passes_on_every_example(bundle: str, cases: int) -> None:
+    result = arop("policy", "test", str(ROOT / "examples" / bundle))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^45 passed, 0 failed$", result.stdout, re.MULTILINE)
+    assert re.search(rf"^{cases} passed, 0 failed$", result.stdout, re.MULTILINE)
 
 
 def test_policy_test_fails_with_a_diff(tmp_path: Path) -> None:

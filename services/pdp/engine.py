@@ -4,7 +4,7 @@ Mapping: subject `{type,id,properties}` → principal `type::"id"` with the prop
 stored attributes; `action.name` → `Action::"name"`; resource like subject; `context` → the
 Cedar context. Cedar actions carry no request attributes, so `action.properties` is exposed to
 policies as `context.action_properties` (a reserved name: a PEP cannot set it directly, nor
-`context.client_evidence`, which only verified client evidence may fill).
+`context.client_evidence`, which only verified client evidence may fill; policy tests give it with the case member `client_evidence`).
 
 Standing access decides. Only a denial that no `forbid` caused consults the tier permits
 (`@requestable`, `@challenge`), to say which of them would have matched.
@@ -116,7 +116,7 @@ class Engine:
         if action.properties:
             context[ACTION_PROPERTIES] = to_cedar_record(action.properties, "action.properties", self.max_depth)
         if extra:
-            context.update(extra)
+            context.update(to_cedar_record(extra, "context", self.max_depth))
         principal = EntityUid(subject.type, subject.id)
         target = EntityUid(resource.type, resource.id)
         if principal == target:  # a user acting on itself: the properties of both apply

@@ -9,7 +9,9 @@ Cerbos test suites.
         {"name": "…", "request": {AuthZEN evaluation}, "expected": true},
         {"name": "…", "request": {…}, "expected": false,
          "reason": "forbidden", "policies": ["frozen"], "requestable": ["owner_approval"]},
-        {"name": "…", "request": {AuthZEN evaluations batch}, "expected": [true, false]}
+        {"name": "…", "request": {AuthZEN evaluations batch}, "expected": [true, false]},
+        {"name": "…", "request": {…}, "client_evidence": {"type": "mandate", "claims": {…}},
+         "expected": true}
       ]
     }
 
@@ -20,6 +22,7 @@ semantics, the engine), so a passing test means the service decides the same way
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 import msgspec
 
 from profiles.authzen.errors import InvalidRequest
@@ -27,7 +30,7 @@ from profiles.authzen.evaluation import BatchPlan, execute_batch, plan_evaluatio
 from profiles.authzen.model import Decision, EvaluationRequest, EvaluationsRequest
 from profiles.authzen.transport import decode_body
 from services.pdp.bundle import TESTS_DIR, Bundle, check_entities
-from services.pdp.engine import Engine
+from services.pdp.engine import CLIENT_EVIDENCE, Engine
 from services.pdp.entities import EntityIndex, action_records
 from services.store.records import EntityRecord
 
@@ -40,6 +43,8 @@ class TestCase(msgspec.Struct, forbid_unknown_fields=True):
     policies: list[str] | None = None
     requestable: list[str] | None = None
     challenge: list[str] | None = None
+    # Client evidence the service would have verified (a PEP cannot send it in `context`).
+    client_evidence: dict[str, Any] | None = None
 
 
 class TestSuite(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,7 +94,8 @@ def _run_case(engine: Engine, case: TestCase) -> str:
             return "a batch case needs a non-empty evaluations array"
         got = [d.decision for d in execute_batch(plan, lambda items: [Decision(o.allowed) for o in engine.evaluate(list(items))])]
         return "" if got == case.expected else f"expected {case.expected}, got {got}"
-    outcome = engine.evaluate([decode_body(case.request, EvaluationRequest)])[0]
+    verified = [{CLIENT_EVIDENCE: case.client_evidence}] if case.client_evidence else None
+    outcome = engine.evaluate([decode_body(case.request, EvaluationRequest)], verified)[0]
     problems = []
     if outcome.allowed is not case.expected:
         problems.append(f"expected decision {case.expected}, got {outcome.allowed} ({outcome.reason})")
