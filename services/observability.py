@@ -7,6 +7,7 @@ response, including the framework's own 404/405/413 answers (AZ-50), and cost ne
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -28,6 +29,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
+
+# Generated request ids only correlate log lines: a per-process random prefix and a counter are
+# unique without a getrandom(2) call per request.
+_ID_PREFIX = secrets.token_hex(6).encode()
+_id_counter = itertools.count(1)
 
 DECISIONS = Counter("arop_decisions_total", "Decisions made, by API and outcome", ["api", "decision"])
 HTTP_REQUESTS = Histogram(
@@ -68,7 +74,7 @@ class RequestContextMiddleware:
                 request_id = value  # echoed unchanged (AZ-50); the HTTP server bounds header size
                 break
         if request_id is None:
-            request_id = secrets.token_hex(8).encode()
+            request_id = b"%s-%x" % (_ID_PREFIX, next(_id_counter))
         token = request_id_var.set(request_id.decode("latin-1"))
         started = time.perf_counter()
         status = 500

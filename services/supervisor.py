@@ -41,6 +41,8 @@ def run_worker(fd: int | None = None, host: str = "", port: int = 0) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # AROP publishes URLs from configuration, never from forwarded headers (AZ-34).
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -192,7 +192,9 @@ class Engine:
 
     def _standing_outcome(self, response: cedar.CedarResponse) -> Outcome:
         policies = self.bundle.policies
-        errored_forbids = [pid for pid in cedar.errored_policies(response.diagnostics) if pid in policies and policies[pid].effect == "forbid"]
+        errored_forbids = []
+        if response.diagnostics.errors:
+            errored_forbids = [pid for pid in cedar.errored_policies(response.diagnostics) if pid in policies and policies[pid].effect == "forbid"]
         if errored_forbids:
             return Outcome(False, "forbid_policy_error", errored_forbids, error="a forbid policy could not be evaluated")
         determining = response.diagnostics.reason

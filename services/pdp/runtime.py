@@ -10,6 +10,7 @@ replica) picks up admin API changes without a restart.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -105,6 +106,10 @@ class PolicyRuntime:
     def _install(self, bundle: Bundle) -> None:
         index = EntityIndex(action_records(bundle.actions), bundle.entities, self._stored.values())
         self.engine = Engine(bundle, index, max_depth=self.max_depth)
+        # The bundle and index live until the next reload: keep their many objects out of the
+        # cyclic collector's way (it otherwise rescans them, ~30 ms per gen-2 pass under load).
+        gc.collect()
+        gc.freeze()
 
     async def _watch(self) -> None:
         while True:
