@@ -1,0 +1,120 @@
+"""Compact JWS/JWT signing and verification shared by `binding_token` and `approval.state`.
+
+One rule for both directions (AR-23..AR-26, AR-69): ES256 only, key chosen by `kid` and trusted
+for the token's `iss`, signature, then `aud`. Everything else (jti, binding claims, freshness,
+scope) is the caller's, in the order its own procedure prescribes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+
+from profiles.arap.model import JSONObject
+
+ALGORITHM = "ES256"
+BINDING_TYP = "arap-binding+jwt"
+APPROVAL_TYP = "arap-approval+jwt"
+
+# Only ES256: `alg: none`, HMAC (key confusion with a public key as the secret) and every
+# other algorithm fail before a key is even looked up.
+_REGISTRY = jws.JWSRegistry(algorithms=[ALGORITHM])
+
+KeyResolver = Callable[[str | None, str | None], ECKey | None]
+"""`(iss, kid) -> key`: a key trusted for that issuer, else None. The service refreshes its JWK
+Set once on a miss (AR-5) before answering None."""
+
+
+class UnverifiedToken(Exception):
+    """The token failed the signature-level checks; `detail` says which."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class VerifiedToken(msgspec.Struct, frozen=True):
+    header: JSONObject
+    claims: JSONObject
+
+
+def sign_jwt(claims: JSONObject, key: ECKey, typ: str) -> str:
+    """An ES256 compact JWS over `claims`, with `kid` (AR-4, AR-69) and an explicit `typ`."""
+    header: JSONObject = {"alg": ALGORITHM, "typ": typ}
+    if key.kid:
+        header["kid"] = key.kid
+    return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
+
+
+def media_type(typ: object) -> str:
+    """RFC 7515 §4.1.9: `typ` compares case-insensitively with `application/` optional."""
+    text = typ.lower() if isinstance(typ, str) else ""
+    return text.removeprefix("application/")
+
+
+def verify_jwt(token: str, *, resolve_key: KeyResolver, audience: str) -> VerifiedToken:
+    """Steps 1-2 of AR-26 (and AR-69): parse, select the key by `iss` + `kid`, check the
+    signature, then `aud` (absent or not naming `audience` fails). Raises UnverifiedToken."""
+    try:
+        compact = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
+    except (JoseError, ValueError, UnicodeError):
+        raise UnverifiedToken("not a compact JWS") from None
+    header = compact.headers()
+    if header.get("alg") != ALGORITHM:
+        raise UnverifiedToken(f"alg {header.get('alg')!r} is not accepted; only {ALGORITHM}")
+    if "crit" in header or "b64" in header:
+        raise UnverifiedToken("JWS extensions (crit, b64) are not accepted")
+    claims = _claims(compact.payload)
+    issuer, kid = claims.get("iss"), header.get("kid")
+    if not isinstance(issuer, (str, type(None))) or not isinstance(kid, (str, type(None))):
+        raise UnverifiedToken("iss and kid must be strings")
+    key = resolve_key(issuer, kid)
+    if key is None:
+        raise UnverifiedToken(f"no key trusted for iss {issuer!r} with kid {kid!r}")
+    try:
+        valid = jws.validate_compact(compact, key, registry=_REGISTRY)
+    except (JoseError, ValueError):
+        valid = False
+    if not valid:
+        raise UnverifiedToken("signature does not verify")
+    _check_audience(claims, audience)
+    return VerifiedToken(header=dict(header), claims=claims)
+
+
+def _claims(payload: bytes | None) -> JSONObject:
+    # Decoded like every request body (msgspec): numbers keep the same int/float typing on both
+    # sides of a comparison, and NaN/Infinity are refused.
+    try:
+        claims = msgspec.json.decode(payload or b"")
+    except msgspec.DecodeError:
+        raise UnverifiedToken("payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise UnverifiedToken("payload is not a JSON object")
+    return claims
+
+
+def _check_audience(claims: JSONObject, audience: str) -> None:
+    """`aud` is REQUIRED and must be, or contain, our identifier (AR-26 step 2, AR-69, §19 item 2)."""
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience not in [value for value in audiences if isinstance(value, str)]:
+        raise UnverifiedToken("aud is missing or does not name this service")
+
+
+def numeric_date(claims: JSONObject, name: str) -> datetime | None:
+    """RFC 7519 NumericDate claim `name` as a UTC instant; None when absent; ValueError when
+    it is not a number (a bool is not) or out of range."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is not a NumericDate")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{name} is out of range") from None
