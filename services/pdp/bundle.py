@@ -16,6 +16,7 @@ that is consulted only to explain a denial; they never allow anything on their o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from cedarpy import pst
 
 from services.pdp import cedar
 from services.pdp.entities import EntityIndex
@@ -82,6 +84,10 @@ class Bundle(msgspec.Struct, frozen=True):
     schema: Any
     actions: dict[str, list[str]]  # action name → parent action names, from the schema
     entities: list[EntityRecord]
+    # No policy can tell two resources apart except by their type, attributes and parents (no
+    # `resource == …`, `resource in …`, nor `resource` used as a value): batch items asking the
+    # same question about such resources need one Cedar evaluation (see Engine._run).
+    resource_identity_free: bool = False
 
 
 def bundle_files(path: Path) -> list[Path]:
@@ -117,9 +123,10 @@ def load_bundle(path: str | Path) -> Bundle:
     policies: dict[str, PolicyInfo] = {}
     standing: dict[str, Any] = {}
     tiered: dict[str, Any] = {}
+    identity_free = [True]
     for file in bundle_files(root):
         if file.suffix == ".cedar":
-            _load_policy_file(root, file, schema, policies, standing, tiered, problems)
+            _load_policy_file(root, file, schema, policies, standing, tiered, problems, identity_free)
     if not policies and not problems:
         problems.append(Problem(root.name, 0, "the bundle has no policies"))
     entities = _load_entities(root, problems)
@@ -134,6 +141,7 @@ def load_bundle(path: str | Path) -> Bundle:
         schema=schema,
         actions=actions,
         entities=entities,
+        resource_identity_free=identity_free[0],
     )
 
 
@@ -213,6 +221,7 @@ def _load_policy_file(
     standing: dict[str, Any],
     tiered: dict[str, Any],
     problems: list[Problem],
+    identity_free: list[bool],
 ) -> None:
     relative = file.relative_to(root).as_posix()
     for line, statement in split_statements(file.read_text(encoding="utf-8")):
@@ -236,6 +245,36 @@ def _load_policy_file(
             problems.extend(Problem(relative, line, error) for error in cedar.validate_policy(statement, schema))
         policies[policy_id] = info
         (tiered if info.tiered else standing)[policy_id] = body
+        if identity_free[0] and not _resource_identity_free(statement):
+            identity_free[0] = False
+
+
+def _resource_identity_free(statement: str) -> bool:
+    """Whether a policy sees the resource only through its type, attributes and parents:
+    `resource` appears only as the base of `.attr`, `has` or a plain `is`, and the scope
+    constrains it at most by type. Anything else (`==`, `in`, `contains(resource)`…) or a node
+    kind this analysis does not know counts as depending on the resource's identity."""
+    tree = cedar.policy_tree(statement)
+    (template,) = tree.static_policies.values()
+    if not isinstance(template.resource, (pst.ScopeAny, pst.ScopeIs)):
+        return False
+
+    def free(node: Any, parent: Any) -> bool:
+        if isinstance(node, pst.Var):
+            if node.name != "resource":
+                return True
+            return (isinstance(parent, (pst.GetAttr, pst.HasAttr)) and parent.base is node) or (
+                isinstance(parent, pst.Is) and parent.base is node and parent.in_expr is None
+            )
+        if isinstance(node, (tuple, list)):
+            return all(free(child, parent) for child in node)
+        if isinstance(node, dict):  # record literals (pst.FrozenMap is a dict)
+            return all(free(child, parent) for child in node.values())
+        if dataclasses.is_dataclass(node):
+            return all(free(getattr(node, field.name), node) for field in dataclasses.fields(node))
+        return isinstance(node, (str, int, float, bool, type(None)))
+
+    return all(free(clause, template) for clause in template.clauses)
 
 
 def _check_policy(info: PolicyInfo, known: dict[str, PolicyInfo]) -> str | None:

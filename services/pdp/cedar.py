@@ -62,3 +62,8 @@ def validate_policy(text: str, schema: Schema) -> list[str]:
 
 def schema_from_text(text: str, *, json_format: bool) -> Schema:
     return Schema.from_json_str(text) if json_format else Schema.from_str(text)
+
+
+def policy_tree(text: str) -> Any:
+    """The typed syntax tree (cedarpy.pst) of Cedar policy text, for static analysis."""
+    return cedarpy.policies_to_pst(text)

@@ -150,6 +150,26 @@ class Engine:
         return part
 
     def _run(self, policies: cedar.PolicySet, prepared: list[_Prepared]) -> list[cedar.CedarResponse]:
+        """Evaluate each distinct question once. When no policy can tell resources apart except
+        by type, attributes and parents (Bundle.resource_identity_free), two requests that differ
+        only in the resource's id get the same answer from Cedar, so a batch about a list of
+        similar resources costs one evaluation per kind of resource, not per resource."""
+        if not self.bundle.resource_identity_free or len(prepared) < 2:
+            return self._run_all(policies, prepared)
+        slots: dict[tuple[Any, ...], int] = {}
+        distinct: list[_Prepared] = []
+        positions = []
+        for item in prepared:
+            position = slots.setdefault(_question(item), len(distinct))
+            if position == len(distinct):
+                distinct.append(item)
+            positions.append(position)
+        if len(distinct) == len(prepared):
+            return self._run_all(policies, prepared)
+        answers = self._run_all(policies, distinct)
+        return [answers[position] for position in positions]
+
+    def _run_all(self, policies: cedar.PolicySet, prepared: list[_Prepared]) -> list[cedar.CedarResponse]:
         """Evaluate in as few Cedar calls as possible: consecutive requests whose entity slices
         agree share one entities document. Slices disagree when batch items send the same uid
         with different properties; each is then decided on its own properties."""
@@ -212,3 +232,16 @@ class Engine:
 
 class _UnknownType(ValueError):
     pass
+
+
+def _question(item: _Prepared) -> tuple[Any, ...]:
+    """Everything Cedar sees of a request except the resource's id: principal, action, context,
+    the resource's type, attributes and parents, and every other entity of the slice."""
+    request = item.cedar_request
+    resource = request["resource"]
+    target = EntityUid(resource["type"], resource["id"])
+    own = item.entities[target]
+    # The fragment is {"uid":…,"attrs":…,"parents":…}; a JSON-encoded id cannot contain an
+    # unescaped `"attrs":`, so the first one starts what follows the uid.
+    others = tuple((uid, fragment) for uid, fragment in item.entities.items() if uid != target)
+    return (request["principal"]["type"], request["principal"]["id"], request["action"]["id"], request["context"], target.type, own[own.index(b'"attrs":') :], others)

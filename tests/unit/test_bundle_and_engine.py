@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from profiles.authzen.model import Action, EvaluationRequest, Resource, Subject
+from services.pdp import cedar as cedar_module
 from services.pdp.bundle import BundleError, load_bundle, split_statements
 from services.pdp.engine import Engine
 from services.pdp.entities import EntityIndex, action_records
@@ -186,3 +187,44 @@ def test_batch_items_never_see_properties_sent_by_another_item(tmp_path: Path) -
     alice = {"__entity": {"type": "User", "id": "alice"}}
     outcomes = engine.evaluate([request("read", "new", owner=alice), request("read", "new"), request("read", "new", owner=alice)])
     assert [o.allowed for o in outcomes] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("condition", "identity_free"),
+    [
+        ('resource is Portfolio && resource has frozen && resource.frozen', True),
+        ('resource == Portfolio::"p1"', False),
+        ('resource in Portfolio::"p1"', False),
+        ('[resource].contains(Portfolio::"p1")', False),
+        ('{ "r": resource } == { "r": Portfolio::"p1" }', False),
+    ],
+)
+def test_resource_identity_analysis(tmp_path: Path, condition: str, identity_free: bool) -> None:
+    policies = POLICIES + f'\n@id("probe") forbid (principal, action == Action::"read", resource) when {{ {condition} }};'
+    assert load_bundle(bundle_dir(tmp_path, policies)).resource_identity_free is identity_free
+
+
+def test_distinct_questions_are_evaluated_once_and_answers_equal_per_item_evaluation(tmp_path: Path) -> None:
+    """A batch about many resources that differ only by id costs one Cedar evaluation per
+    distinct question, and every answer equals what evaluating the item alone gives."""
+    path = bundle_dir(tmp_path)
+    alice, bob = ({"__entity": {"type": "User", "id": who}} for who in ("alice", "bob"))
+    owners = [alice, bob, alice, alice, bob]
+    requests = [request("read", f"p{n}", owner=owners[n % 5], frozen=n % 7 == 0) for n in range(60)]
+    requests += [request("buy", f"q{n}", {"amount": 10 * (n % 3)}) for n in range(30)]
+    engine = engine_for(path)
+    assert engine.bundle.resource_identity_free
+    calls: list[int] = []
+    original = cedar_module.is_authorized_batch
+    cedar_module.is_authorized_batch = lambda reqs, *rest: calls.append(len(reqs)) or original(reqs, *rest)  # type: ignore[assignment]
+    try:
+        batched = engine.evaluate(requests)
+    finally:
+        cedar_module.is_authorized_batch = original  # type: ignore[assignment]
+    alone = [engine_for(path).evaluate([r])[0] for r in requests]
+    assert [(o.allowed, o.reason, o.policies, [p.id for p in o.requestable]) for o in batched] == [
+        (o.allowed, o.reason, o.policies, [p.id for p in o.requestable]) for o in alone
+    ]
+    # Standing: reads are 2 owners x frozen or not, buys 3 amounts. Tier probe (denials no
+    # forbid caused): unfrozen reads of bob's portfolios, and the 3 buys.
+    assert sum(calls) == (4 + 3) + (1 + 3)
