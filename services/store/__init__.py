@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from services.store.base import Store, StoreUnavailable
-from services.store.records import EntityChanges, EntityRecord, EntityUid, SigningKey
+from services.store.records import (
+    ApprovalRecord,
+    AuditDraft,
+    AuditEvent,
+    CallbackDelivery,
+    EntityChanges,
+    EntityRecord,
+    EntityUid,
+    EvaluationRecord,
+    IdempotencyClaim,
+    SigningKey,
+    TaskCreation,
+    TaskItem,
+    TaskRecord,
+)
 
 __all__ = [
+    "ApprovalRecord",
+    "AuditDraft",
+    "AuditEvent",
+    "CallbackDelivery",
+    "EvaluationRecord",
+    "IdempotencyClaim",
+    "TaskCreation",
+    "TaskItem",
+    "TaskRecord",
     "EntityChanges",
     "EntityRecord",
     "EntityUid",

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from services.store.records import EntityChanges, EntityRecord, EntityUid, SigningKey
+from services.store.records import (
+    ApprovalRecord,
+    AuditDraft,
+    AuditEvent,
+    CallbackDelivery,
+    EntityChanges,
+    EntityRecord,
+    EntityUid,
+    EvaluationRecord,
+    IdempotencyClaim,
+    SigningKey,
+    TaskCreation,
+    TaskRecord,
+)
 
 
 class StoreUnavailable(Exception):
@@ -82,3 +95,80 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def retire_signing_keys(self, before_kid: str, retires_at: datetime) -> None:
         """Set `retires_at` on every key older than `before_kid` that has none."""
+
+    # -- access requests (ARAP) -------------------------------------------------------------
+    # Every method is one transaction. A task change and everything that must survive with it
+    # (approvals, audit events, callbacks to deliver) commit together or not at all, so a
+    # crash at any point loses nothing and duplicates nothing.
+
+    @abc.abstractmethod
+    async def record_evaluation(self, record: EvaluationRecord) -> None:
+        """Keep a requestable denial for the evaluation_id binding path (AR-30)."""
+
+    @abc.abstractmethod
+    async def get_evaluation(self, evaluation_id: str) -> EvaluationRecord | None: ...
+
+    @abc.abstractmethod
+    async def purge_evaluations(self, expired_before: datetime) -> int:
+        """Delete recorded evaluations whose `expires_at` is before the instant; return how many."""
+
+    @abc.abstractmethod
+    async def create_task(
+        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+    ) -> TaskCreation:
+        """Insert `task` (and chain `audit`), unless `idempotency` names a key this caller already
+        used and that has not expired at `task.created_at`: then nothing is written and the
+        existing task is returned with `created=False` and `same_body` telling whether the
+        fingerprints match. Concurrent calls with one key create exactly one task. An expired key
+        is replaced (rebound to the new task; the old task stays)."""
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    async def update_task(
+        self,
+        task: TaskRecord,
+        *,
+        expected_version: int,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+    ) -> bool:
+        """Replace the task if its stored version is `expected_version` (the stored version then
+        becomes `task.version`, which the caller set to expected_version + 1), inserting the
+        approvals, chaining the audit events and queueing the callbacks in the same transaction.
+        Return False, writing nothing, when the version moved on (another replica won) or there is
+        no such task. ValueError if `task.version` is not `expected_version + 1`."""
+
+    @abc.abstractmethod
+    async def list_tasks(
+        self, *, status: str | None = None, expires_before: datetime | None = None, limit: int = 100, after_id: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks ordered by id, optionally only one status and/or expiring (strictly) before an
+        instant; `after_id` continues a previous page (ids greater than it)."""
+
+    @abc.abstractmethod
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    @abc.abstractmethod
+    async def revoke_approval(self, approval_id: str, at: datetime, audit: Sequence[AuditDraft] = ()) -> bool:
+        """Mark the approval revoked (first revocation wins); False if unknown or already revoked."""
+
+    @abc.abstractmethod
+    async def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEvent]:
+        """Chain and store audit events in order (writers serialise on the chain head)."""
+
+    @abc.abstractmethod
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        """Stored audit events in chain order (seq ascending) after `after_seq`."""
+
+    @abc.abstractmethod
+    async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
+        """Callbacks due at `now` (not delivered, not failed, next attempt reached, no live lease),
+        leased for `lease` so that no other worker or replica delivers them meanwhile."""
+
+    @abc.abstractmethod
+    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+        """Store the outcome of a delivery attempt (delivered_at, or attempts/next_attempt_at/
+        last_error, or failed_at) and release its lease. LookupError if the delivery is unknown."""

@@ -1,14 +1,27 @@
-"""Encoding shared by the store back ends: entity JSON columns and UTC timestamps."""
+"""Encoding shared by the store back ends: entity JSON columns, UTC timestamps, access-request
+records as JSON documents and the audit chain."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from services.store.records import EntityChanges, EntityRecord, EntityUid
+from services.store.records import (
+    ApprovalRecord,
+    AuditDraft,
+    AuditEvent,
+    CallbackDelivery,
+    EntityChanges,
+    EntityRecord,
+    EntityUid,
+    EvaluationRecord,
+    IdempotencyClaim,
+    TaskRecord,
+    audit_hash,
+)
 
 _decode_properties = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_parents = msgspec.json.Decoder(list[EntityUid]).decode
@@ -44,3 +57,197 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"timezone-aware datetime required, got naive {moment!r}")
     return moment.astimezone(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """`moment` as SQLite keeps it: UTC ISO-8601 text with +00:00 and fixed microsecond
+    precision, so that text order is time order."""
+    return as_utc(moment).isoformat(timespec="microseconds")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+# -- access-request records as JSON documents ---------------------------------------------
+# A record is stored whole as its msgspec JSON encoding, written and read back verbatim (TEXT in
+# SQLite, `json` — not jsonb — in PostgreSQL), so that the parsed JSON values inside it come back
+# exactly: 1 stays 1, 1.0 stays 1.0, -0.0 and 1e100 stay floats, null stays null and an absent
+# member stays absent. The columns queries need are derived from the same record by the
+# `*_row` helpers, which take the dialect's time encoding (`format_time` for SQLite text,
+# `as_utc` for timestamptz).
+
+TimeColumn = Callable[[datetime], Any]
+_R = TypeVar("_R", bound=msgspec.Struct)
+
+_encoder = msgspec.json.Encoder()
+_decode_evaluation = msgspec.json.Decoder(EvaluationRecord).decode
+_decode_task = msgspec.json.Decoder(TaskRecord).decode
+_decode_approval = msgspec.json.Decoder(ApprovalRecord).decode
+_decode_audit_event = msgspec.json.Decoder(AuditEvent).decode
+_decode_audit_draft = msgspec.json.Decoder(AuditDraft).decode
+_decode_callback = msgspec.json.Decoder(CallbackDelivery).decode
+
+
+def in_utc(record: _R) -> _R:
+    """`record` with every datetime member in UTC (naive ones refused, see `as_utc`), so that a
+    stored record reads back equal and its timestamps agree with the indexed columns."""
+    changes = {
+        name: as_utc(value)
+        for name in record.__struct_fields__
+        if isinstance(value := getattr(record, name), datetime) and value.tzinfo is not UTC
+    }
+    return msgspec.structs.replace(record, **changes) if changes else record
+
+
+def encode_document(record: msgspec.Struct) -> str:
+    """The JSON document of a record (datetimes in UTC)."""
+    return _encoder.encode(in_utc(record)).decode()
+
+
+def _optional(time: TimeColumn, moment: datetime | None) -> Any:
+    return None if moment is None else time(moment)
+
+
+def evaluation_row(record: EvaluationRecord, time: TimeColumn) -> tuple[Any, ...]:
+    """`(evaluation_id, expires_at, document)`."""
+    return (record.evaluation_id, time(record.expires_at), encode_document(record))
+
+
+def task_row(task: TaskRecord, time: TimeColumn) -> tuple[Any, ...]:
+    """`(id, status, requester, created_at, updated_at, expires_at, version, document)`."""
+    return (
+        task.id,
+        task.status,
+        task.requester,
+        time(task.created_at),
+        time(task.updated_at),
+        time(task.expires_at),
+        task.version,
+        encode_document(task),
+    )
+
+
+def approval_row(approval: ApprovalRecord, time: TimeColumn) -> tuple[Any, ...]:
+    """`(id, task_id, item_index, approved_until, revoked_at, document)`."""
+    return (
+        approval.id,
+        approval.task_id,
+        approval.item_index,
+        time(approval.approved_until),
+        _optional(time, approval.revoked_at),
+        encode_document(approval),
+    )
+
+
+def idempotency_row(claim: IdempotencyClaim, task_id: str, time: TimeColumn) -> tuple[Any, ...]:
+    """`(caller, key, fingerprint, task_id, expires_at)`."""
+    return (claim.caller, claim.key, claim.fingerprint, task_id, time(claim.expires_at))
+
+
+def callback_row(delivery: CallbackDelivery, time: TimeColumn) -> tuple[Any, ...]:
+    """`(id, task_id, attempts, next_attempt_at, lease_until, delivered_at, failed_at, document)`."""
+    return (
+        delivery.id,
+        delivery.task_id,
+        delivery.attempts,
+        time(delivery.next_attempt_at),
+        _optional(time, delivery.lease_until),
+        _optional(time, delivery.delivered_at),
+        _optional(time, delivery.failed_at),
+        encode_document(delivery),
+    )
+
+
+def audit_row(event: AuditEvent, time: TimeColumn) -> tuple[Any, ...]:
+    """`(seq, at, kind, actor, task_id, prev_hash, hash, document)`."""
+    return (
+        event.seq,
+        time(event.at),
+        event.kind,
+        event.actor,
+        event.task_id,
+        event.prev_hash,
+        event.hash,
+        encode_document(event),
+    )
+
+
+def decode_evaluation(document: str | bytes) -> EvaluationRecord:
+    return _decode_evaluation(document)
+
+
+def decode_task(document: str | bytes) -> TaskRecord:
+    return _decode_task(document)
+
+
+def decode_approval(document: str | bytes) -> ApprovalRecord:
+    return _decode_approval(document)
+
+
+def decode_audit_event(document: str | bytes) -> AuditEvent:
+    return _decode_audit_event(document)
+
+
+def decode_callback(document: str | bytes) -> CallbackDelivery:
+    return _decode_callback(document)
+
+
+def revoked(approval: ApprovalRecord, at: datetime) -> ApprovalRecord:
+    return msgspec.structs.replace(approval, revoked_at=as_utc(at))
+
+
+def leased(delivery: CallbackDelivery, until: datetime) -> CallbackDelivery:
+    return msgspec.structs.replace(delivery, lease_until=as_utc(until))
+
+
+def released(delivery: CallbackDelivery) -> CallbackDelivery:
+    return msgspec.structs.replace(delivery, lease_until=None)
+
+
+def check_next_version(task: TaskRecord, expected_version: int) -> None:
+    """Refuse an update whose new version is not `expected_version + 1`: a version that does not
+    move on would let a later writer's stale compare-and-set succeed."""
+    if task.version != expected_version + 1:
+        raise ValueError(
+            f"task {task.id!r}: version must be expected_version + 1 = {expected_version + 1}, got {task.version}"
+        )
+
+
+# -- the audit chain --------------------------------------------------------------------------
+
+
+def canonical_draft(draft: AuditDraft) -> AuditDraft:
+    """`draft` as it reads back from storage (UTC time, `data` as parsed JSON: tuples become
+    lists, NaN becomes null...), so that the hash covers exactly what is stored."""
+    return _decode_audit_draft(encode_document(draft))
+
+
+def chain_audit(drafts: Iterable[AuditDraft], head_seq: int, head_hash: str) -> list[AuditEvent]:
+    """Chain `drafts` after the head `(head_seq, head_hash)` (`(0, GENESIS_HASH)` when empty):
+    consecutive seqs from head_seq + 1, each prev_hash the previous hash."""
+    events: list[AuditEvent] = []
+    seq, prev_hash = head_seq, head_hash
+    for original in drafts:
+        draft = canonical_draft(original)
+        seq += 1
+        digest = audit_hash(draft, seq, prev_hash)
+        events.append(
+            AuditEvent(
+                seq=seq,
+                at=draft.at,
+                kind=draft.kind,
+                actor=draft.actor,
+                task_id=draft.task_id,
+                data=draft.data,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        prev_hash = digest
+    return events
+
+
+def draft_of(event: AuditEvent) -> AuditDraft:
+    """The draft an event was chained from (what its hash covers, with seq and prev_hash)."""
+    return AuditDraft(at=event.at, kind=event.kind, actor=event.actor, task_id=event.task_id, data=event.data)

@@ -4,15 +4,50 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import asyncpg
 
 from services.store.base import Store, StoreUnavailable
-from services.store.codec import EMPTY_PARENTS, EMPTY_PROPERTIES, as_utc, decode_changes, encode_entity
+from services.store.codec import (
+    EMPTY_PARENTS,
+    EMPTY_PROPERTIES,
+    approval_row,
+    as_utc,
+    audit_row,
+    callback_row,
+    chain_audit,
+    check_next_version,
+    decode_approval,
+    decode_audit_event,
+    decode_callback,
+    decode_changes,
+    decode_evaluation,
+    decode_task,
+    encode_entity,
+    evaluation_row,
+    idempotency_row,
+    leased,
+    released,
+    revoked,
+    task_row,
+)
 from services.store.migrations import pending_migrations
-from services.store.records import EntityChanges, EntityRecord, EntityUid, SigningKey
+from services.store.records import (
+    ApprovalRecord,
+    AuditDraft,
+    AuditEvent,
+    CallbackDelivery,
+    EntityChanges,
+    EntityRecord,
+    EntityUid,
+    EvaluationRecord,
+    IdempotencyClaim,
+    SigningKey,
+    TaskCreation,
+    TaskRecord,
+)
 
 # Errors meaning the server cannot be reached or is going away (restart, failover, full), as
 # opposed to a faulty query: callers answer 503 and retry.
@@ -193,3 +228,231 @@ class PostgresStore(Store):
                 as_utc(retires_at),
                 before_kid,
             )
+
+    # -- access requests ----------------------------------------------------------------------
+    # Read committed throughout: each statement sees what committed before it, and the rows a
+    # transaction depends on are locked by the statement that reads them (the audit head FOR
+    # UPDATE, the idempotency key by INSERT ... ON CONFLICT, the task by its compare-and-set
+    # UPDATE, callbacks FOR UPDATE SKIP LOCKED). The audit head is always locked last, so
+    # concurrent writers queue on it for the shortest time and never deadlock.
+
+    async def record_evaluation(self, record: EvaluationRecord) -> None:
+        async with self._connection() as connection:
+            await connection.execute(
+                "INSERT INTO evaluations (evaluation_id, expires_at, document) VALUES ($1, $2, $3)",
+                *evaluation_row(record, as_utc),
+            )
+
+    async def get_evaluation(self, evaluation_id: str) -> EvaluationRecord | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval(
+                "SELECT document FROM evaluations WHERE evaluation_id = $1", evaluation_id
+            )
+        return None if document is None else decode_evaluation(document)
+
+    async def purge_evaluations(self, expired_before: datetime) -> int:
+        async with self._connection() as connection:
+            return await connection.fetchval(
+                "WITH purged AS (DELETE FROM evaluations WHERE expires_at < $1 RETURNING 1)"
+                " SELECT count(*) FROM purged",
+                as_utc(expired_before),
+            )
+
+    @staticmethod
+    async def _chain_audit(connection: asyncpg.Connection, drafts: Sequence[AuditDraft]) -> list[AuditEvent]:
+        """Chain `drafts` after the head, locked until the caller's transaction ends."""
+        if not drafts:
+            return []
+        head = await connection.fetchrow("SELECT seq, hash FROM audit_head FOR UPDATE")
+        events = chain_audit(drafts, head["seq"], head["hash"])
+        await connection.executemany(
+            "INSERT INTO audit_events (seq, at, kind, actor, task_id, prev_hash, hash, document)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [audit_row(event, as_utc) for event in events],
+        )
+        await connection.execute("UPDATE audit_head SET seq = $1, hash = $2", events[-1].seq, events[-1].hash)
+        return events
+
+    async def create_task(
+        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+    ) -> TaskCreation:
+        row = task_row(task, as_utc)
+        now = as_utc(task.created_at)
+        async with self._transaction() as connection:
+            if idempotency is not None:
+                # Claim the key first: a concurrent claimer of the same key waits here for our
+                # commit, then finds the key unexpired and returns our task. The key row stays
+                # locked either way (ON CONFLICT DO UPDATE locks it even when WHERE is false).
+                claimed = await connection.fetchval(
+                    "INSERT INTO idempotency_keys AS k (caller, key, fingerprint, task_id, expires_at)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (caller, key) DO UPDATE SET"
+                    " fingerprint = excluded.fingerprint, task_id = excluded.task_id,"
+                    " expires_at = excluded.expires_at WHERE k.expires_at <= $6 RETURNING TRUE",
+                    *idempotency_row(idempotency, task.id, as_utc),
+                    now,
+                )
+                if not claimed:
+                    existing = await connection.fetchrow(
+                        "SELECT k.fingerprint, t.document FROM idempotency_keys k"
+                        " JOIN tasks t ON t.id = k.task_id WHERE k.caller = $1 AND k.key = $2",
+                        idempotency.caller,
+                        idempotency.key,
+                    )
+                    return TaskCreation(
+                        decode_task(existing["document"]), False, existing["fingerprint"] == idempotency.fingerprint
+                    )
+            await connection.execute(
+                "INSERT INTO tasks (id, status, requester, created_at, updated_at, expires_at, version, document)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                *row,
+            )
+            await self._chain_audit(connection, audit)
+        return TaskCreation(decode_task(row[-1]), True, True)
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval("SELECT document FROM tasks WHERE id = $1", task_id)
+        return None if document is None else decode_task(document)
+
+    async def update_task(
+        self,
+        task: TaskRecord,
+        *,
+        expected_version: int,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+    ) -> bool:
+        check_next_version(task, expected_version)
+        task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(task, as_utc)
+        approval_rows = [approval_row(approval, as_utc) for approval in approvals]
+        callback_rows = [callback_row(callback, as_utc) for callback in callbacks]
+        async with self._transaction() as connection:
+            # A concurrent writer of the same task waits for our commit, then re-checks the
+            # version against the committed row and updates nothing.
+            updated = await connection.fetchval(
+                "UPDATE tasks SET status = $1, updated_at = $2, expires_at = $3, version = $4, document = $5"
+                " WHERE id = $6 AND version = $7 RETURNING TRUE",
+                status,
+                updated_at,
+                expires_at,
+                version,
+                document,
+                task_id,
+                expected_version,
+            )
+            if not updated:
+                return False
+            if approval_rows:
+                await connection.executemany(
+                    "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    approval_rows,
+                )
+            if callback_rows:
+                await connection.executemany(
+                    "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
+                    " failed_at, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    callback_rows,
+                )
+            await self._chain_audit(connection, audit)
+        return True
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[TaskRecord]:
+        conditions: list[str] = []
+        parameters: list[object] = []
+        for condition, value in (
+            ("status = ${}", status),
+            ("expires_at < ${}", None if expires_before is None else as_utc(expires_before)),
+            ("id > ${}", after_id),
+        ):
+            if value is not None:
+                parameters.append(value)
+                conditions.append(condition.format(len(parameters)))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                f"SELECT document FROM tasks{where} ORDER BY id LIMIT ${len(parameters) + 1}", *parameters, limit
+            )
+        return [decode_task(row["document"]) for row in rows]
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval("SELECT document FROM approvals WHERE id = $1", approval_id)
+        return None if document is None else decode_approval(document)
+
+    async def revoke_approval(self, approval_id: str, at: datetime, audit: Sequence[AuditDraft] = ()) -> bool:
+        async with self._transaction() as connection:
+            # FOR UPDATE makes a concurrent revoker wait, then re-read the revoked row and stop.
+            document = await connection.fetchval(
+                "SELECT document FROM approvals WHERE id = $1 AND revoked_at IS NULL FOR UPDATE", approval_id
+            )
+            if document is None:
+                return False
+            approval = revoked(decode_approval(document), at)
+            row = approval_row(approval, as_utc)
+            await connection.execute(
+                "UPDATE approvals SET revoked_at = $1, document = $2 WHERE id = $3", row[4], row[5], approval_id
+            )
+            await self._chain_audit(connection, audit)
+        return True
+
+    async def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEvent]:
+        if not events:
+            return []
+        async with self._transaction() as connection:
+            return await self._chain_audit(connection, events)
+
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT document FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit
+            )
+        return [decode_audit_event(row["document"]) for row in rows]
+
+    async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
+        at = as_utc(now)
+        lease_until = at + lease
+        async with self._transaction() as connection:
+            # SKIP LOCKED: a concurrent claimer passes over the rows we are leasing; once we
+            # commit, the re-checked WHERE sees our live lease and excludes them.
+            rows = await connection.fetch(
+                "SELECT document FROM callbacks WHERE delivered_at IS NULL AND failed_at IS NULL"
+                " AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)"
+                " ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                at,
+                limit,
+            )
+            claimed = [leased(decode_callback(row["document"]), lease_until) for row in rows]
+            if claimed:
+                await connection.executemany(
+                    "UPDATE callbacks SET lease_until = $1, document = $2 WHERE id = $3",
+                    [(lease_until, callback_row(delivery, as_utc)[-1], delivery.id) for delivery in claimed],
+                )
+        return claimed
+
+    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+        (id_, _task_id, attempts, next_attempt_at, lease_until, delivered_at, failed_at, document) = callback_row(
+            released(delivery), as_utc
+        )
+        async with self._connection() as connection:
+            status = await connection.execute(
+                "UPDATE callbacks SET attempts = $1, next_attempt_at = $2, lease_until = $3, delivered_at = $4,"
+                " failed_at = $5, document = $6 WHERE id = $7",
+                attempts,
+                next_attempt_at,
+                lease_until,
+                delivered_at,
+                failed_at,
+                document,
+                id_,
+            )
+        if status != "UPDATE 1":
+            raise LookupError(f"no callback delivery {id_!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -48,3 +49,145 @@ class SigningKey(msgspec.Struct):
     private_jwk: str
     created_at: datetime
     retires_at: datetime | None = None
+
+
+# -- Access requests (ARAP) -----------------------------------------------------------------
+# Values that ARAP compares structurally (subject, resource, action, context) are kept as the
+# original parsed JSON, never re-typed: `1` and `1.0`, absent and null must survive storage.
+
+
+class EvaluationRecord(msgspec.Struct, kw_only=True):
+    """A requestable denial as the PDP emitted it, for the `evaluation_id` binding path
+    (AR-30): what was denied, which context members bind, until when it may be submitted."""
+
+    evaluation_id: str
+    subject: dict[str, Any]
+    resource: dict[str, Any]
+    action: dict[str, Any]
+    context_members: list[str]
+    context_values: dict[str, Any]
+    template: str
+    requestable: bool = True
+    created_at: datetime
+    expires_at: datetime
+
+
+class TaskItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One requested access of a task (a single submission has exactly one item)."""
+
+    resource: dict[str, Any]
+    action: dict[str, Any]
+    status: str = "pending"
+    evaluation_id: str | None = None
+    requested_access: dict[str, Any] = {}
+    approval_id: str | None = None
+
+
+class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An access request task and its workflow state. `version` increases with every change;
+    a write with a stale version is refused (optimistic concurrency between replicas)."""
+
+    id: str
+    status: str
+    requester: str  # the authenticated caller that submitted it
+    subject: dict[str, Any]
+    context: dict[str, Any] = {}
+    context_members: list[str] = []
+    items: list[TaskItem]
+    bundle: bool = False  # submitted with `items` (the task answers with items)
+    template: str
+    requested_access: dict[str, Any] = {}
+    client: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
+    workflow: dict[str, Any] = {}  # steps, decisions so far, comments: owned by the workflow engine
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    version: int = 0
+
+
+class ApprovalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An approval as the PDP verifies it at re-evaluation (AR-66..AR-72): its exact-match
+    scope, who asked, and whether it still stands."""
+
+    id: str
+    task_id: str
+    item_index: int = 0
+    evaluation_id: str | None = None
+    subject: dict[str, Any]
+    resource: dict[str, Any]
+    action: dict[str, Any]
+    context_members: list[str] = []
+    context_values: dict[str, Any] = {}
+    requester: str
+    approved_at: datetime
+    approved_until: datetime
+    revoked_at: datetime | None = None
+
+
+class IdempotencyClaim(msgspec.Struct, kw_only=True):
+    """An `Idempotency-Key` as one caller used it (AR-45..AR-49)."""
+
+    caller: str
+    key: str
+    fingerprint: str  # hash of the canonical request body
+    expires_at: datetime
+
+
+class TaskCreation(msgspec.Struct):
+    """What `create_task` did: the task now bound to the idempotency key, whether this call
+    created it, and whether the stored fingerprint equals the claim's (else duplicate_request)."""
+
+    task: TaskRecord
+    created: bool
+    same_body: bool
+
+
+class AuditEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One entry of the tamper-evident audit log: `hash` = sha256 over `prev_hash` and the
+    canonical encoding of every other member (see `audit_hash`)."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: str
+    task_id: str | None = None
+    data: dict[str, Any] = {}
+    prev_hash: str
+    hash: str
+
+
+class AuditDraft(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An audit event before the store chains it (assigns seq, prev_hash and hash)."""
+
+    at: datetime
+    kind: str
+    actor: str
+    task_id: str | None = None
+    data: dict[str, Any] = {}
+
+
+class CallbackDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A completion callback to deliver (AR-77..AR-79), kept until delivered or given up."""
+
+    id: str
+    task_id: str
+    event: str
+    endpoint: str
+    body: dict[str, Any]
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    failed_at: datetime | None = None
+    last_error: str | None = None
+
+
+GENESIS_HASH = "0" * 64
+_audit_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def audit_hash(draft: AuditDraft, seq: int, prev_hash: str) -> str:
+    """The chained hash of an audit event: every member but `hash` itself, canonically encoded."""
+    body = {**msgspec.to_builtins(draft), "seq": seq, "prev_hash": prev_hash}
+    return hashlib.sha256(_audit_encoder.encode(body)).hexdigest()

@@ -11,15 +11,51 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
 
 from services.store.base import Store, StoreUnavailable
-from services.store.codec import EMPTY_PARENTS, EMPTY_PROPERTIES, as_utc, decode_changes, encode_entity
+from services.store.codec import (
+    EMPTY_PARENTS,
+    EMPTY_PROPERTIES,
+    approval_row,
+    audit_row,
+    callback_row,
+    chain_audit,
+    check_next_version,
+    decode_approval,
+    decode_audit_event,
+    decode_callback,
+    decode_changes,
+    decode_evaluation,
+    decode_task,
+    encode_entity,
+    evaluation_row,
+    format_time,
+    idempotency_row,
+    leased,
+    parse_time,
+    released,
+    revoked,
+    task_row,
+)
 from services.store.migrations import pending_migrations
-from services.store.records import EntityChanges, EntityRecord, EntityUid, SigningKey
+from services.store.records import (
+    ApprovalRecord,
+    AuditDraft,
+    AuditEvent,
+    CallbackDelivery,
+    EntityChanges,
+    EntityRecord,
+    EntityUid,
+    EvaluationRecord,
+    IdempotencyClaim,
+    SigningKey,
+    TaskCreation,
+    TaskRecord,
+)
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -39,13 +75,9 @@ def _unavailable_when_locked() -> Iterator[None]:
         raise
 
 
-def _format_time(moment: datetime) -> str:
-    # Fixed precision keeps text order equal to time order.
-    return as_utc(moment).isoformat(timespec="microseconds")
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+# Fixed precision keeps text order equal to time order.
+_format_time = format_time
+_parse_time = parse_time
 
 
 def _parse_optional_time(text: str | None) -> datetime | None:
@@ -237,3 +269,204 @@ class SQLiteStore(Store):
                 " AND (created_at, kid) < (SELECT created_at, kid FROM signing_keys WHERE kid = ?)",
                 (_format_time(retires_at), before_kid),
             )
+
+    # -- access requests ----------------------------------------------------------------------
+    # Write transactions take the database write lock up front (BEGIN IMMEDIATE), so each one
+    # sees and changes the database alone: reads inside them are never stale, and the audit
+    # head, idempotency keys and callback leases need no further locking.
+
+    async def record_evaluation(self, record: EvaluationRecord) -> None:
+        row = evaluation_row(record, _format_time)
+        async with self._transaction(write=True) as db:
+            await db.execute("INSERT INTO evaluations (evaluation_id, expires_at, document) VALUES (?, ?, ?)", row)
+
+    async def get_evaluation(self, evaluation_id: str) -> EvaluationRecord | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM evaluations WHERE evaluation_id = ?", (evaluation_id,)
+            )
+        return decode_evaluation(rows[0][0]) if rows else None
+
+    async def purge_evaluations(self, expired_before: datetime) -> int:
+        async with self._transaction(write=True) as db:
+            cursor = await db.execute(
+                "DELETE FROM evaluations WHERE expires_at < ?", (_format_time(expired_before),)
+            )
+            return cursor.rowcount
+
+    @staticmethod
+    async def _chain_audit(db: aiosqlite.Connection, drafts: Sequence[AuditDraft]) -> list[AuditEvent]:
+        """Chain `drafts` after the head and advance it (inside the caller's write transaction)."""
+        if not drafts:
+            return []
+        [(head_seq, head_hash)] = await db.execute_fetchall("SELECT seq, hash FROM audit_head")
+        events = chain_audit(drafts, head_seq, head_hash)
+        await db.executemany(
+            "INSERT INTO audit_events (seq, at, kind, actor, task_id, prev_hash, hash, document)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [audit_row(event, _format_time) for event in events],
+        )
+        await db.execute("UPDATE audit_head SET seq = ?, hash = ?", (events[-1].seq, events[-1].hash))
+        return events
+
+    async def create_task(
+        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+    ) -> TaskCreation:
+        row = task_row(task, _format_time)
+        now = _format_time(task.created_at)
+        key_row = None if idempotency is None else idempotency_row(idempotency, task.id, _format_time)
+        async with self._transaction(write=True) as db:
+            if idempotency is not None:
+                existing = await db.execute_fetchall(
+                    "SELECT k.fingerprint, t.document FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id"
+                    " WHERE k.caller = ? AND k.key = ? AND k.expires_at > ?",
+                    (idempotency.caller, idempotency.key, now),
+                )
+                if existing:
+                    [(fingerprint, document)] = existing
+                    return TaskCreation(decode_task(document), False, fingerprint == idempotency.fingerprint)
+                await db.execute(
+                    "INSERT INTO idempotency_keys (caller, key, fingerprint, task_id, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (caller, key) DO UPDATE SET"
+                    " fingerprint = excluded.fingerprint, task_id = excluded.task_id,"
+                    " expires_at = excluded.expires_at",
+                    key_row,
+                )
+            await db.execute(
+                "INSERT INTO tasks (id, status, requester, created_at, updated_at, expires_at, version, document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            await self._chain_audit(db, audit)
+        return TaskCreation(decode_task(row[-1]), True, True)
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall("SELECT document FROM tasks WHERE id = ?", (task_id,))
+        return decode_task(rows[0][0]) if rows else None
+
+    async def update_task(
+        self,
+        task: TaskRecord,
+        *,
+        expected_version: int,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+    ) -> bool:
+        check_next_version(task, expected_version)
+        task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(
+            task, _format_time
+        )
+        approval_rows = [approval_row(approval, _format_time) for approval in approvals]
+        callback_rows = [callback_row(callback, _format_time) for callback in callbacks]
+        async with self._transaction(write=True) as db:
+            cursor = await db.execute(
+                "UPDATE tasks SET status = ?, updated_at = ?, expires_at = ?, version = ?, document = ?"
+                " WHERE id = ? AND version = ?",
+                (status, updated_at, expires_at, version, document, task_id, expected_version),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await db.executemany(
+                "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                approval_rows,
+            )
+            await db.executemany(
+                "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
+                " failed_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                callback_rows,
+            )
+            await self._chain_audit(db, audit)
+        return True
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[TaskRecord]:
+        conditions: list[str] = []
+        parameters: list[object] = []
+        if status is not None:
+            conditions.append("status = ?")
+            parameters.append(status)
+        if expires_before is not None:
+            conditions.append("expires_at < ?")
+            parameters.append(_format_time(expires_before))
+        if after_id is not None:
+            conditions.append("id > ?")
+            parameters.append(after_id)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT document FROM tasks{where} ORDER BY id LIMIT ?", (*parameters, limit)
+            )
+        return [decode_task(document) for (document,) in rows]
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall("SELECT document FROM approvals WHERE id = ?", (approval_id,))
+        return decode_approval(rows[0][0]) if rows else None
+
+    async def revoke_approval(self, approval_id: str, at: datetime, audit: Sequence[AuditDraft] = ()) -> bool:
+        revoked_at = _format_time(at)
+        async with self._transaction(write=True) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM approvals WHERE id = ? AND revoked_at IS NULL", (approval_id,)
+            )
+            if not rows:
+                return False
+            approval = revoked(decode_approval(rows[0][0]), at)
+            await db.execute(
+                "UPDATE approvals SET revoked_at = ?, document = ? WHERE id = ?",
+                (revoked_at, approval_row(approval, _format_time)[-1], approval_id),
+            )
+            await self._chain_audit(db, audit)
+        return True
+
+    async def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEvent]:
+        if not events:
+            return []
+        async with self._transaction(write=True) as db:
+            return await self._chain_audit(db, events)
+
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            )
+        return [decode_audit_event(document) for (document,) in rows]
+
+    async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
+        at = _format_time(now)
+        lease_until = now + lease
+        async with self._transaction(write=True) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM callbacks WHERE delivered_at IS NULL AND failed_at IS NULL"
+                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+                " ORDER BY next_attempt_at, id LIMIT ?",
+                (at, at, limit),
+            )
+            claimed = [leased(decode_callback(document), lease_until) for (document,) in rows]
+            await db.executemany(
+                "UPDATE callbacks SET lease_until = ?, document = ? WHERE id = ?",
+                [(_format_time(lease_until), callback_row(d, _format_time)[-1], d.id) for d in claimed],
+            )
+        return claimed
+
+    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+        (id_, _task_id, attempts, next_attempt_at, lease_until, delivered_at, failed_at, document) = callback_row(
+            released(delivery), _format_time
+        )
+        async with self._transaction(write=True) as db:
+            cursor = await db.execute(
+                "UPDATE callbacks SET attempts = ?, next_attempt_at = ?, lease_until = ?, delivered_at = ?,"
+                " failed_at = ?, document = ? WHERE id = ?",
+                (attempts, next_attempt_at, lease_until, delivered_at, failed_at, document, id_),
+            )
+            if cursor.rowcount != 1:
+                raise LookupError(f"no callback delivery {id_!r}")
