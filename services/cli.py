@@ -186,6 +186,36 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the whole audit chain in the store and report every broken link or altered event."""
+    from services.store.audit import verify_audit_chain
+
+    config = _config(args)
+
+    async def work(store):  # type: ignore[no-untyped-def]
+        count = 0
+
+        async def pages():  # type: ignore[no-untyped-def]
+            nonlocal count
+            after = 0
+            while batch := await store.audit_events(after_seq=after, limit=1000):
+                count += len(batch)
+                after = batch[-1].seq
+                for event in batch:
+                    yield event
+
+        events = [event async for event in pages()]
+        return count, verify_audit_chain(events)
+
+    count, problems = asyncio.run(_with_store(config, work))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return _fail(f"audit log: {len(problems)} problem(s) in {count} events", 1)
+    print(f"audit log intact: {count} events")
+    return 0
+
+
 def cmd_callers_new_key(args: argparse.Namespace) -> int:
     from services.auth import new_api_key
 
@@ -240,6 +270,9 @@ def parser() -> argparse.ArgumentParser:
     rotate = with_config(keys.add_parser("rotate", help="add a new signing key and retire the old ones after a grace period"))
     rotate.add_argument("--grace-hours", type=float, default=24.0)
     rotate.set_defaults(run=cmd_keys_rotate)
+
+    audit = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(dest="audit_command", required=True)
+    with_config(audit.add_parser("verify", help="check every hash link of the audit chain")).set_defaults(run=cmd_audit_verify)
 
     callers = commands.add_parser("callers", help="API callers").add_subparsers(dest="callers_command", required=True)
     new_key = callers.add_parser("new-key", help="generate an API key and its [[callers]] configuration entry")

@@ -119,3 +119,30 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert marker, "README.md needs the test-command marker followed by the command"
     assert marker.group(1) == marker.group(2)
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_audit_verify_detects_an_altered_event(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from services.store import AuditDraft, create_store
+
+    url = f"sqlite:///{tmp_path / 'arop.db'}"
+
+    async def write() -> None:
+        store = create_store(url)
+        await store.open()
+        now = datetime.now(UTC)
+        await store.append_audit([AuditDraft(at=now, kind="task.created", actor="pep", task_id="t1"), AuditDraft(at=now, kind="task.approved", actor="ann", task_id="t1")])
+        await store.close()
+
+    asyncio.run(write())
+    env = {"AROP_STORE__URL": url}
+    intact = arop("audit", "verify", env=env)
+    assert intact.returncode == 0 and intact.stdout.strip() == "audit log intact: 2 events"
+    with sqlite3.connect(tmp_path / "arop.db") as db:  # someone edits the database behind our back
+        db.execute("UPDATE audit_events SET document = replace(document, 'ann', 'eve'), actor = 'eve' WHERE seq = 2")
+    tampered = arop("audit", "verify", env=env)
+    assert tampered.returncode == 1
+    assert "seq 2" in tampered.stderr and "1 problem(s) in 2 events" in tampered.stderr
