@@ -48,7 +48,7 @@ async def _execute(dsn: str, statement: str) -> None:
 @asynccontextmanager
 async def fresh_postgres_schema() -> AsyncIterator[str]:
     """A PostgreSQL DSN whose tables live in a schema of their own, dropped afterwards."""
-    dsn = require_service("AROP_TEST_POSTGRES_DSN", "PostgreSQL")
+    dsn = require_service("TEST_POSTGRES_DSN", "PostgreSQL")
     schema = f"test_{secrets.token_hex(6)}"
     await _execute(dsn, f"CREATE SCHEMA {schema}")
     try:
@@ -60,7 +60,7 @@ async def fresh_postgres_schema() -> AsyncIterator[str]:
 @contextmanager
 def fresh_postgres_schema_sync() -> Iterator[str]:
     """The same for synchronous tests (servers in subprocesses)."""
-    dsn = require_service("AROP_TEST_POSTGRES_DSN", "PostgreSQL")
+    dsn = require_service("TEST_POSTGRES_DSN", "PostgreSQL")
     schema = f"test_{secrets.token_hex(6)}"
     asyncio.run(_execute(dsn, f"CREATE SCHEMA {schema}"))
     try:

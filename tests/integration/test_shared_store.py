@@ -66,7 +66,7 @@ def replicas(tmp_path: Path, postgres_url: str, *, redis: str, reload_interval: 
 
 
 def test_entity_change_reaches_the_other_replica_at_once_over_redis(tmp_path: Path, postgres_url: str) -> None:
-    redis_url = require_service("AROP_TEST_REDIS_URL", "Redis")
+    redis_url = require_service("TEST_REDIS_URL", "Redis")
     with replicas(tmp_path, postgres_url, redis=redis_url, reload_interval=60) as (a, b):
         assert _decision(a) is False and _decision(b) is False
         _upsert(a, ["editor"])
