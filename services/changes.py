@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from services import background
+
 log = logging.getLogger("arop.changes")
 CHANNEL = "arop:changes"
 RETRY_SECONDS = 2.0
@@ -50,10 +52,5 @@ class ChangeFeed:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await background.stop(self._task)
         await self._redis.aclose()

@@ -14,6 +14,7 @@ import gc
 import logging
 from pathlib import Path
 
+from services import background
 from services.observability import BUNDLE_RELOADS
 from services.pdp.bundle import Bundle, BundleError, bundle_signature, load_bundle
 from services.pdp.engine import Engine
@@ -48,12 +49,7 @@ class PolicyRuntime:
         self._task = asyncio.create_task(self._watch(), name="policy-runtime-watch")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await background.stop(self._task)
 
     def current(self) -> Engine:
         assert self.engine is not None, "PolicyRuntime.start() not awaited"
