@@ -22,7 +22,7 @@ import msgspec
 
 from services.config import CallerConfig
 
-Scope = Literal["evaluate", "admin"]
+Scope = Literal["evaluate", "explain", "admin"]
 KEY_PREFIX = "arop_"
 
 
@@ -31,7 +31,8 @@ class Caller(msgspec.Struct, frozen=True):
     scopes: frozenset[str]
 
 
-ANONYMOUS_LOOPBACK = Caller("anonymous-loopback", frozenset({"evaluate"}))
+# A development setup (no callers, loopback only): decisions explain themselves.
+ANONYMOUS_LOOPBACK = Caller("anonymous-loopback", frozenset({"evaluate", "explain"}))
 
 
 class AuthError(Exception):

@@ -277,7 +277,7 @@ def parser() -> argparse.ArgumentParser:
     callers = commands.add_parser("callers", help="API callers").add_subparsers(dest="callers_command", required=True)
     new_key = callers.add_parser("new-key", help="generate an API key and its [[callers]] configuration entry")
     new_key.add_argument("--name", required=True)
-    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=["evaluate", "admin"])
+    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=["evaluate", "explain", "admin"])
     new_key.set_defaults(run=cmd_callers_new_key)
     return root
 

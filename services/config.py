@@ -68,8 +68,10 @@ class PolicyConfig(_Section):
 class PdpConfig(_Section):
     max_batch_items: int = 1000
     max_search_limit: int = 1000
-    # On decision:false, name the determining policies in context.reason_admin (AZ: diagnostics).
-    expose_policy_ids: bool = True
+    # Name the determining policies of a denial to every caller. Off: only to callers with the
+    # `explain` scope (and to anonymous loopback callers of a development setup): policy ids are
+    # administrator information (ARAP AR-102).
+    expose_policy_ids: bool = False
     # Publish `signed_metadata` (an ES256 JWT over the metadata, AZ-35) in the discovery document.
     signed_metadata: bool = False
     metadata_max_age: int = 300
@@ -80,7 +82,7 @@ class CallerConfig(_Section):
 
     name: str
     key_sha256: str
-    scopes: list[Literal["evaluate", "admin"]] = msgspec.field(default_factory=lambda: ["evaluate"])
+    scopes: list[Literal["evaluate", "explain", "admin"]] = msgspec.field(default_factory=lambda: ["evaluate"])
 
 
 class LoggingConfig(_Section):

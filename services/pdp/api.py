@@ -44,18 +44,19 @@ def to_decision(outcome: Outcome, expose_policy_ids: bool) -> Decision:
     return Decision(False, context)
 
 
-def _body(post: JsonPost) -> bytes:
-    """AZ-54 authentication first, then AZ-41 media type: an unauthenticated caller learns nothing."""
-    post.authenticate("evaluate")
+def _body(post: JsonPost) -> tuple[bytes, bool]:
+    """AZ-54 authentication first, then AZ-41 media type: an unauthenticated caller learns nothing.
+    Returns the body and whether this caller may see policy ids."""
+    caller = post.authenticate("evaluate")
     check_media_type(post.content_type)
-    return post.body
-
-
-def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[EvaluationRequest, ...], api: str) -> list[Decision]:
-    runtime: PolicyRuntime = post.app.state.runtime
     config: Config = post.app.state.config
+    return post.body, config.pdp.expose_policy_ids or "explain" in caller.scopes
+
+
+def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[EvaluationRequest, ...], api: str, explain: bool) -> list[Decision]:
+    runtime: PolicyRuntime = post.app.state.runtime
     outcomes = runtime.current().evaluate(evaluations)
-    decisions = [to_decision(o, config.pdp.expose_policy_ids) for o in outcomes]
+    decisions = [to_decision(o, explain) for o in outcomes]
     permits = sum(d.decision for d in decisions)
     if permits:
         decision_counter(api, True).inc(permits)
@@ -67,22 +68,23 @@ def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[Evaluat
 @json_post("/access/v1/evaluation", name="evaluation")
 async def evaluation(post: JsonPost) -> bytes:
     """§4: one decision; a deny is a 200 (AZ-7)."""
-    evaluation_request = decode_body(_body(post), EvaluationRequest)
-    return encode(_decide(post, (evaluation_request,), "evaluation")[0])
+    body, explain = _body(post)
+    return encode(_decide(post, (decode_body(body, EvaluationRequest),), "evaluation", explain)[0])
 
 
 @json_post("/access/v1/evaluations", name="evaluations")
 async def evaluations(post: JsonPost) -> bytes:
     """§5: a single Decision when `evaluations` is absent or empty (AZ-8), else the array."""
     config: Config = post.app.state.config
-    plan = plan_evaluations(decode_body(_body(post), EvaluationsRequest), config.pdp.max_batch_items)
+    body, explain = _body(post)
+    plan = plan_evaluations(decode_body(body, EvaluationsRequest), config.pdp.max_batch_items)
     if not isinstance(plan, BatchPlan):
-        return encode(_decide(post, (plan,), "evaluations")[0])
-    return encode(EvaluationsResponse(execute_batch(plan, lambda items: _decide(post, list(items), "evaluations"))))
+        return encode(_decide(post, (plan,), "evaluations", explain)[0])
+    return encode(EvaluationsResponse(execute_batch(plan, lambda items: _decide(post, list(items), "evaluations", explain))))
 
 
 def _search(post: JsonPost, kind: SearchKind, type_: type) -> bytes:
-    search_request = decode_body(_body(post), type_)
+    search_request = decode_body(_body(post)[0], type_)
     runtime: PolicyRuntime = post.app.state.runtime
     config: Config = post.app.state.config
     return encode(search(runtime.current(), kind, search_request, token_key=post.app.state.page_token_key, max_limit=config.pdp.max_search_limit))

@@ -20,10 +20,10 @@ def test_defaults_without_file_or_environment() -> None:
 def test_file_then_environment_overrides(tmp_path: Path) -> None:
     file = tmp_path / "arop.toml"
     file.write_text('[server]\nport = 9000\npublic_url = "https://pdp.example.net/"\n[pdp]\nmax_batch_items = 5\n')
-    config = load_config(file, environ={"AROP_SERVER__PORT": "9100", "AROP_PDP__EXPOSE_POLICY_IDS": "false"})
+    config = load_config(file, environ={"AROP_SERVER__PORT": "9100", "AROP_PDP__EXPOSE_POLICY_IDS": "true"})
     assert config.server.port == 9100
     assert config.pdp.max_batch_items == 5
-    assert config.pdp.expose_policy_ids is False
+    assert config.pdp.expose_policy_ids is True
     assert config.server.base_url() == "https://pdp.example.net"
 
 
