@@ -45,12 +45,12 @@ def to_decision(outcome: Outcome, expose_policy_ids: bool) -> Decision:
 
 
 def _body(post: JsonPost) -> tuple[bytes, bool]:
-    """AZ-54 authentication first, then AZ-41 media type: an unauthenticated caller learns nothing.
-    Returns the body and whether this caller may see policy ids."""
-    caller = post.authenticate("evaluate")
+    """AZ-41 media type (the caller is already authenticated, AZ-54, so an unauthenticated
+    client learns nothing about the API). Returns the body and whether this caller may see
+    policy ids."""
     check_media_type(post.content_type)
     config: Config = post.app.state.config
-    return post.body, config.pdp.expose_policy_ids or "explain" in caller.scopes
+    return post.body, config.pdp.expose_policy_ids or "explain" in post.caller.scopes
 
 
 def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[EvaluationRequest, ...], api: str, explain: bool) -> list[Decision]:
@@ -65,14 +65,14 @@ def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[Evaluat
     return decisions
 
 
-@json_post("/access/v1/evaluation", name="evaluation")
+@json_post("/access/v1/evaluation", name="evaluation", requires="evaluate")
 async def evaluation(post: JsonPost) -> bytes:
     """§4: one decision; a deny is a 200 (AZ-7)."""
     body, explain = _body(post)
     return encode(_decide(post, (decode_body(body, EvaluationRequest),), "evaluation", explain)[0])
 
 
-@json_post("/access/v1/evaluations", name="evaluations")
+@json_post("/access/v1/evaluations", name="evaluations", requires="evaluate")
 async def evaluations(post: JsonPost) -> bytes:
     """§5: a single Decision when `evaluations` is absent or empty (AZ-8), else the array."""
     config: Config = post.app.state.config
@@ -90,17 +90,17 @@ def _search(post: JsonPost, kind: SearchKind, type_: type) -> bytes:
     return encode(search(runtime.current(), kind, search_request, token_key=post.app.state.page_token_key, max_limit=config.pdp.max_search_limit))
 
 
-@json_post("/access/v1/search/subject", name="search-subject")
+@json_post("/access/v1/search/subject", name="search-subject", requires="evaluate")
 async def search_subject(post: JsonPost) -> bytes:
     return _search(post, "subject", SubjectSearchRequest)
 
 
-@json_post("/access/v1/search/resource", name="search-resource")
+@json_post("/access/v1/search/resource", name="search-resource", requires="evaluate")
 async def search_resource(post: JsonPost) -> bytes:
     return _search(post, "resource", ResourceSearchRequest)
 
 
-@json_post("/access/v1/search/action", name="search-action")
+@json_post("/access/v1/search/action", name="search-action", requires="evaluate")
 async def search_action(post: JsonPost) -> bytes:
     return _search(post, "action", ActionSearchRequest)
 
