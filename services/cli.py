@@ -143,7 +143,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return _fail(f"{len(exc.problems)} problem(s) in {args.bundle}", 1)
     tiered = sum(p.tiered for p in bundle.policies.values())
-    print(f"ok: {len(bundle.policies)} policies ({tiered} requestable/challenge), {len(bundle.actions)} actions, {len(bundle.entities)} entities; version {bundle.version}")
+    print(
+        f"ok: {len(bundle.policies)} policies ({tiered} requestable/challenge), {len(bundle.actions)} actions, "
+        f"{len(bundle.entities)} entities, {len(bundle.workflows.by_template)} workflows; version {bundle.version}"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@
       schema.cedarschema         Cedar schema (or schema.cedarschema.json)
       *.cedar, policies/*.cedar  policies, any depth (tests/ excluded)
       entities.json              optional: [{"type","id","properties","parents":[{"type","id"}]}]
+      workflows.toml             approval workflows, one per @requestable template
       tests/*.json               optional: declarative test cases (`arop policy test`)
 
 A bundle is parsed and validated once per version; every problem is reported with file:line,
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import msgspec
 from cedarpy import pst
 
+from services.access_requests.workflows import WORKFLOWS_FILE, Workflows, load_workflows
 from services.pdp import cedar
 from services.pdp.entities import EntityIndex
 from services.pdp.values import UnsupportedValue, to_cedar_record
@@ -84,6 +86,7 @@ class Bundle(msgspec.Struct, frozen=True):
     schema: Any
     actions: dict[str, list[str]]  # action name → parent action names, from the schema
     entities: list[EntityRecord]
+    workflows: Workflows
     # No policy can tell two resources apart except by their type, attributes and parents (no
     # `resource == …`, `resource in …`, nor `resource` used as a value): batch items asking the
     # same question about such resources need one Cedar evaluation (see Engine._run).
@@ -93,7 +96,8 @@ class Bundle(msgspec.Struct, frozen=True):
 def bundle_files(path: Path) -> list[Path]:
     """Every file that is part of the bundle's meaning (tests excluded), in a stable order."""
     files = [p for p in path.rglob("*.cedar") if TESTS_DIR not in p.relative_to(path).parts[:1]]
-    files += [path / name for name in (*SCHEMA_FILES, ENTITIES_FILE) if (path / name).is_file()]
+    files += [path / name for name in (*SCHEMA_FILES, ENTITIES_FILE, WORKFLOWS_FILE) if (path / name).is_file()]
+    files += [p for p in path.glob("schemas/*.json")]  # request schemas of workflows
     return sorted(files)
 
 
@@ -130,6 +134,14 @@ def load_bundle(path: str | Path) -> Bundle:
     if not policies and not problems:
         problems.append(Problem(root.name, 0, "the bundle has no policies"))
     entities = _load_entities(root, problems)
+    workflows, workflow_problems = load_workflows(root)
+    problems.extend(Problem(WORKFLOWS_FILE, 0, message) for message in workflow_problems)
+    if not workflow_problems:
+        problems.extend(
+            Problem(info.file, info.line, f"@requestable({info.requestable!r}): no such workflow in {WORKFLOWS_FILE}")
+            for info in policies.values()
+            if info.requestable is not None and workflows.get(info.requestable) is None
+        )
     if problems:
         raise BundleError(problems)
     return Bundle(
@@ -141,6 +153,7 @@ def load_bundle(path: str | Path) -> Bundle:
         schema=schema,
         actions=actions,
         entities=entities,
+        workflows=workflows,
         resource_identity_free=identity_free[0],
     )
 

@@ -39,11 +39,20 @@ permit (principal, action == Action::"buy", resource) when { context has amount 
 """
 
 
-def bundle_dir(tmp_path: Path, policies: str = POLICIES, schema: str = SCHEMA) -> Path:
+WORKFLOWS = """
+[workflows.owner_approval]
+[[workflows.owner_approval.steps]]
+name = "owner"
+approvers = [{ attribute = "resource.owner" }]
+"""
+
+
+def bundle_dir(tmp_path: Path, policies: str = POLICIES, schema: str = SCHEMA, workflows: str = WORKFLOWS) -> Path:
     path = tmp_path / "bundle"
     path.mkdir(exist_ok=True)
     (path / "schema.cedarschema").write_text(schema)
     (path / "policies.cedar").write_text(policies)
+    (path / "workflows.toml").write_text(workflows)
     return path
 
 
@@ -228,3 +237,41 @@ def test_distinct_questions_are_evaluated_once_and_answers_equal_per_item_evalua
     # Standing: reads are 2 owners x frozen or not, buys 3 amounts. Tier probe (denials no
     # forbid caused): unfrozen reads of bob's portfolios, and the 3 buys.
     assert sum(calls) == (4 + 3) + (1 + 3)
+
+
+def test_every_requestable_template_needs_a_workflow(tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as error:
+        load_bundle(bundle_dir(tmp_path, workflows=""))
+    problem = next(p for p in error.value.problems if "no such workflow" in p.message)
+    assert (problem.file, problem.line) == ("policies.cedar", 8)
+    assert problem.message == "@requestable('owner_approval'): no such workflow in workflows.toml"
+
+
+@pytest.mark.parametrize(
+    ("workflows", "message"),
+    [
+        ('[workflows.owner_approval]\nsteps = []\n', "workflows.owner_approval.steps: a workflow needs at least one step"),
+        ('[workflows.owner_approval]\n[[workflows.owner_approval.steps]]\nname = "a"\nquorum = 0\napprovers = [{ attribute = "resource.owner" }]\n', "workflows.owner_approval.steps[0].quorum: must be at least 1"),
+        ('[workflows.owner_approval]\nrequest_ttl = "4 hours"\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "resource.owner" }]\n', "workflows.owner_approval.request_ttl: '4 hours' is not a duration like 30s, 15m, 4h or 7d"),
+        ('[workflows.owner_approval]\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "owner" }]\n', "workflows.owner_approval.steps[0].approvers[0].attribute: 'owner' must be a path like resource.owner or subject.manager"),
+        ('[workflows.owner_approval]\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "resource.owner", ids = [{ type = "User", id = "x" }] }]\n', "workflows.owner_approval.steps[0].approvers[0]: give exactly one of attribute, group, ids"),
+        ('[workflows.owner_approval]\nauto_approve = "context.amount <="\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "resource.owner" }]\n', "workflows.owner_approval.auto_approve: not a Cedar condition"),
+        ('[workflows.owner_approval]\nauto_approve = "true }; permit (principal, action, resource) when { true"\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "resource.owner" }]\n', "workflows.owner_approval.auto_approve: must be one Cedar condition, not policy text"),
+        ('[workflows.owner_approval]\nrequest_schema = "../etc/passwd"\n[[workflows.owner_approval.steps]]\nname = "a"\napprovers = [{ attribute = "resource.owner" }]\n', "must be a file inside the bundle"),
+        ('[workflows.owner_approval]\nquorum = 1\n', "workflows.owner_approval: Object contains unknown field `quorum`"),
+    ],
+)
+def test_workflow_problems_name_their_key(tmp_path: Path, workflows: str, message: str) -> None:
+    with pytest.raises(BundleError) as error:
+        load_bundle(bundle_dir(tmp_path, workflows=workflows))
+    assert any(p.file == "workflows.toml" and message in p.message for p in error.value.problems), error.value.problems
+
+
+def test_agents_workflow_loads_with_its_request_schema() -> None:
+    from services.access_requests.workflows import parse_duration
+
+    bundle = load_bundle(TODO.parent / "agents")
+    workflow = bundle.workflows.get("owner_approval")
+    assert workflow is not None and [s.name for s in workflow.steps] == ["owner"]
+    assert parse_duration(workflow.max_approval, "max_approval").total_seconds() == 86400
+    assert bundle.workflows.request_schemas["owner_approval"]["required"] == ["context"]

@@ -1,0 +1,1 @@
+"""The Access Request Service (ARAP): workflows, tasks, approvals."""
