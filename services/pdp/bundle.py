@@ -91,6 +91,9 @@ class Bundle(msgspec.Struct, frozen=True):
     # `resource == …`, `resource in …`, nor `resource` used as a value): batch items asking the
     # same question about such resources need one Cedar evaluation (see Engine._run).
     resource_identity_free: bool = False
+    # Entities the policies name as literals (`Group::"admins"`, `Settings::"global"`): Cedar may
+    # read them in any evaluation, so every entity slice includes them.
+    literal_uids: frozenset[EntityUid] = frozenset()
 
 
 def bundle_files(path: Path) -> list[Path]:
@@ -101,15 +104,16 @@ def bundle_files(path: Path) -> list[Path]:
     return sorted(files)
 
 
-def bundle_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """A cheap signature (names, sizes, mtimes) for change polling; hashing happens on load."""
+def bundle_signature(path: Path) -> tuple[tuple[str, str], ...]:
+    """The names and content hashes of the bundle's files, for change polling. Contents, not
+    sizes and mtimes: copies that keep mtimes (`cp -p`, `rsync -a`, fixed-epoch builds) must
+    still be noticed. Bundles are small; hashing them every few seconds is cheap."""
     out = []
     for file in bundle_files(path):
         try:
-            stat = file.stat()
-        except FileNotFoundError:
+            out.append((str(file), hashlib.sha256(file.read_bytes()).hexdigest()))
+        except (FileNotFoundError, IsADirectoryError):
             continue
-        out.append((str(file), stat.st_size, stat.st_mtime_ns))
     return tuple(out)
 
 
@@ -128,9 +132,10 @@ def load_bundle(path: str | Path) -> Bundle:
     standing: dict[str, Any] = {}
     tiered: dict[str, Any] = {}
     identity_free = [True]
+    literals: set[EntityUid] = set()
     for file in bundle_files(root):
         if file.suffix == ".cedar":
-            _load_policy_file(root, file, schema, policies, standing, tiered, problems, identity_free)
+            _load_policy_file(root, file, schema, policies, standing, tiered, problems, identity_free, literals)
     if not policies and not problems:
         problems.append(Problem(root.name, 0, "the bundle has no policies"))
     entities = _load_entities(root, problems)
@@ -155,6 +160,7 @@ def load_bundle(path: str | Path) -> Bundle:
         entities=entities,
         workflows=workflows,
         resource_identity_free=identity_free[0],
+        literal_uids=frozenset(literals),
     )
 
 
@@ -235,6 +241,7 @@ def _load_policy_file(
     tiered: dict[str, Any],
     problems: list[Problem],
     identity_free: list[bool],
+    literals: set[EntityUid],
 ) -> None:
     relative = file.relative_to(root).as_posix()
     for line, statement in split_statements(file.read_text(encoding="utf-8")):
@@ -258,16 +265,17 @@ def _load_policy_file(
             problems.extend(Problem(relative, line, error) for error in cedar.validate_policy(statement, schema))
         policies[policy_id] = info
         (tiered if info.tiered else standing)[policy_id] = body
-        if identity_free[0] and not _resource_identity_free(statement):
+        tree = cedar.policy_tree(statement)
+        literals.update(EntityUid("::".join((*uid.type.namespace, uid.type.basename)), uid.id) for uid in pst.entity_uids(tree))
+        if identity_free[0] and not _resource_identity_free(tree):
             identity_free[0] = False
 
 
-def _resource_identity_free(statement: str) -> bool:
+def _resource_identity_free(tree: Any) -> bool:
     """Whether a policy sees the resource only through its type, attributes and parents:
     `resource` appears only as the base of `.attr`, `has` or a plain `is`, and the scope
     constrains it at most by type. Anything else (`==`, `in`, `contains(resource)`…) or a node
     kind this analysis does not know counts as depending on the resource's identity."""
-    tree = cedar.policy_tree(statement)
     (template,) = tree.static_policies.values()
     if not isinstance(template.resource, (pst.ScopeAny, pst.ScopeIs)):
         return False
@@ -296,6 +304,9 @@ def _check_policy(info: PolicyInfo, known: dict[str, PolicyInfo]) -> str | None:
         return f"duplicate policy id {info.id!r} (also {other.file}:{other.line})"
     if "`" in info.id:
         return "a policy id must not contain a backtick"
+    for given in info.annotations:
+        if given.lower() in TIER_ANNOTATIONS and given not in TIER_ANNOTATIONS:
+            return f"@{given}: did you mean @{given.lower()}? (annotations are case-sensitive; a misspelt tier would be standing access)"
     for name in TIER_ANNOTATIONS:
         if name in info.annotations:
             if info.effect != "permit":
@@ -336,6 +347,10 @@ def check_entities(records: list[EntityRecord]) -> list[str]:
         for uid in (record.uid, *record.parents):
             if not is_cedar_type(uid.type):
                 out.append(f"[{index}] {uid.type!r} is not a valid Cedar entity type name")
+        if record.type == "Action" or record.type.endswith("::Action"):
+            # Actions and their groups come from the schema alone: entity data must not be able to
+            # take an action out of a group a forbid names.
+            out.append(f"[{index}] Action entities come from the schema, not from entity data")
         if record.uid in seen:
             out.append(f"[{index}] duplicate entity {record.type}::{record.id!r}")
         seen.add(record.uid)

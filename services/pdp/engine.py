@@ -23,7 +23,7 @@ import msgspec
 from profiles.authzen.model import Action, EvaluationRequest, Resource, Subject
 from services.pdp import cedar
 from services.pdp.bundle import Bundle, PolicyInfo, is_cedar_type
-from services.pdp.entities import EntityIndex
+from services.pdp.entities import EntityIndex, Part, entity_refs
 from services.pdp.values import UnsupportedValue, to_cedar_record
 from services.store.records import EntityUid
 
@@ -31,7 +31,8 @@ ACTION_PROPERTIES = "action_properties"
 CLIENT_EVIDENCE = "client_evidence"
 RESERVED_CONTEXT = frozenset({ACTION_PROPERTIES, CLIENT_EVIDENCE})
 _encode = msgspec.json.Encoder().encode
-ENTITY_CACHE_SIZE = 4096
+ENTITY_CACHE_BYTES = 16 * 1024 * 1024  # per engine (one per bundle version and worker)
+ENTITY_CACHE_MAX_DOCUMENT = 64 * 1024
 INVALID_DATA = "InvalidEntityData"  # our marker: the request's entity data was refused by Cedar
 _BAD_REQUEST_ERROR = "failed to build request"  # Cedar's prefix when the context is refused
 log = logging.getLogger("arop.pdp")
@@ -62,6 +63,10 @@ class _Prepared(msgspec.Struct):
     index: int
     cedar_request: dict[str, Any]
     entities: dict[EntityUid, bytes]
+    shareable: bool
+
+    def document(self) -> bytes:
+        return b"[" + b",".join(self.entities.values()) + b"]"
 
 
 class Engine:
@@ -72,6 +77,8 @@ class Engine:
         self.index = index
         self.max_depth = max_depth
         self._entity_cache: dict[bytes, cedar.Entities] = {}
+        self._entity_cache_bytes = 0
+        self._literals = index.reachable(bundle.literal_uids)
 
     def evaluate(self, requests: Sequence[EvaluationRequest], extra_context: Sequence[dict[str, Any] | None] | None = None) -> list[Outcome]:
         """Decide every request. `extra_context` (per request) carries members the service has
@@ -121,27 +128,42 @@ class Engine:
         target = EntityUid(resource.type, resource.id)
         if principal == target:  # a user acting on itself: the properties of both apply
             merged = {**(subject.properties or {}), **(resource.properties or {})} or None
-            entities = dict(self._part(Subject(subject.type, subject.id, merged), principal, "subject", parts))
+            resource_part = subject_part = self._part(Subject(subject.type, subject.id, merged), principal, "subject", parts)
         else:
             resource_part = self._part(resource, target, "resource", parts)
-            entities = {**resource_part, **self._part(subject, principal, "subject", parts)}
-            entities[target] = resource_part[target]  # its own view wins over a reference to it
-        entities.update(self._part(action, EntityUid("Action", action.name), "action", parts))
+            subject_part = self._part(subject, principal, "subject", parts)
+        action_part = self._part(action, EntityUid("Action", action.name), "action", parts)
+        # Entities the context refers to (and their closure) are readable by policies too.
+        context_part = self.index.reachable(entity_refs(context)) if b'"__entity"' in (encoded := _encode(context)) else _NOTHING
+        entities = {
+            **self._literals.fragments,
+            **context_part.fragments,
+            **action_part.fragments,
+            **resource_part.fragments,
+            **subject_part.fragments,
+        }
+        # Each request entity as the request describes it wins over stored copies reached
+        # through references from elsewhere.
+        entities[target] = resource_part.fragments[target]
+        entities[principal] = subject_part.fragments[principal]
+        # Sharing one answer between resources that differ only by id (see _run) is sound only
+        # when nothing else in the request leads to this resource's uid.
+        shareable = target not in subject_part.reached and target not in action_part.reached and target not in context_part.reached and target not in self._literals.reached
         cedar_request = {
             "principal": {"type": principal.type, "id": principal.id},
             "action": {"type": "Action", "id": action.name},
             "resource": {"type": target.type, "id": target.id},
-            "context": _encode(context).decode() if context else "{}",
+            "context": encoded.decode() if context else "{}",
         }
-        return _Prepared(i, cedar_request, entities)
+        return _Prepared(i, cedar_request, entities, shareable)
 
-    def _part(self, entity: Subject | Resource | Action, uid: EntityUid, role: str, parts: dict[int, Any]) -> dict[EntityUid, bytes]:
+    def _part(self, entity: Subject | Resource | Action, uid: EntityUid, role: str, parts: dict[int, Any]) -> Part:
         """The index part of one request entity, computed once per evaluate() call: batch items
         merged from the same top-level default share the very same object. Action properties
         are context, not entity attributes."""
         memo = parts.get(id(entity))
         if memo is not None and memo[0] is entity:
-            return memo[1]
+            return memo[1]  # type: ignore[no-any-return]
         properties = None
         if entity.properties and role != "action":
             properties = to_cedar_record(entity.properties, f"{role}.properties", self.max_depth)
@@ -160,7 +182,8 @@ class Engine:
         distinct: list[_Prepared] = []
         positions = []
         for item in prepared:
-            position = slots.setdefault(_question(item), len(distinct))
+            key = _question(item) if item.shareable else (item.index,)
+            position = slots.setdefault(key, len(distinct))
             if position == len(distinct):
                 distinct.append(item)
             positions.append(position)
@@ -170,44 +193,41 @@ class Engine:
         return [answers[position] for position in positions]
 
     def _run_all(self, policies: cedar.PolicySet, prepared: list[_Prepared]) -> list[cedar.CedarResponse]:
-        """Evaluate in as few Cedar calls as possible: consecutive requests whose entity slices
-        agree share one entities document. Slices disagree when batch items send the same uid
-        with different properties; each is then decided on its own properties."""
-        responses: list[cedar.CedarResponse] = []
-        group: list[_Prepared] = []
-        merged: dict[EntityUid, bytes] = {}
-        for item in prepared:
-            if any(merged.get(uid, fragment) != fragment for uid, fragment in item.entities.items()):
-                responses.extend(self._call(policies, group, merged))
-                group, merged = [], {}
-            group.append(item)
-            merged.update(item.entities)
-        responses.extend(self._call(policies, group, merged))
-        return responses
+        """Evaluate in as few Cedar calls as possible without ever letting one request see
+        another's entities: requests share a call only when their entity documents are
+        byte-identical (a union of slices could hand one item what another item sent)."""
+        groups: dict[bytes, list[int]] = {}
+        for position, item in enumerate(prepared):
+            groups.setdefault(item.document(), []).append(position)
+        responses: list[cedar.CedarResponse | None] = [None] * len(prepared)
+        for document, positions in groups.items():
+            answers = self._call(policies, [prepared[p] for p in positions], document)
+            for position, answer in zip(positions, answers):
+                responses[position] = answer
+        return responses  # type: ignore[return-value]
 
-    def _call(self, policies: cedar.PolicySet, group: list[_Prepared], merged: dict[EntityUid, bytes]) -> list[cedar.CedarResponse]:
-        if not group:
-            return []
+    def _call(self, policies: cedar.PolicySet, group: list[_Prepared], document: bytes) -> list[cedar.CedarResponse]:
         try:
-            entities = self._entities(merged)
+            entities = self._entities(document)
         except ValueError:
-            # A property value with a malformed Cedar escape (`__entity`, `__extn`) spoils the
-            # whole document: decide each item alone so that only the culprit fails.
-            if len(group) > 1:
-                return [response for item in group for response in self._call(policies, [item], item.entities)]
-            return [cedar.CedarResponse(INVALID_DATA, cedar.CedarDiagnostics())]
+            # A property value with a malformed Cedar escape (`__entity`, `__extn`).
+            return [cedar.CedarResponse(INVALID_DATA, cedar.CedarDiagnostics()) for _ in group]
         return cedar.is_authorized_batch([item.cedar_request for item in group], policies, entities)
 
-    def _entities(self, merged: dict[EntityUid, bytes]) -> cedar.Entities:
-        """A parsed entities handle per distinct slice, cached: handing cedarpy a parsed handle
-        is several times cheaper than a JSON string, and most requests repeat a slice."""
-        document = b"[" + b",".join(merged.values()) + b"]"
+    def _entities(self, document: bytes) -> cedar.Entities:
+        """A parsed entities handle per distinct document, cached: handing cedarpy a parsed
+        handle is several times cheaper than a JSON string, and most requests repeat a slice.
+        The cache is bounded in bytes and skips large documents, so callers cannot grow it."""
         handle = self._entity_cache.get(document)
         if handle is None:
             handle = cedar.Entities.from_json_str(document.decode(), None)
-            if len(self._entity_cache) >= ENTITY_CACHE_SIZE:
-                del self._entity_cache[next(iter(self._entity_cache))]
-            self._entity_cache[document] = handle
+            if len(document) <= ENTITY_CACHE_MAX_DOCUMENT:
+                while self._entity_cache and self._entity_cache_bytes + len(document) > ENTITY_CACHE_BYTES:
+                    evicted = next(iter(self._entity_cache))
+                    self._entity_cache_bytes -= len(evicted)
+                    del self._entity_cache[evicted]
+                self._entity_cache[document] = handle
+                self._entity_cache_bytes += len(document)
         return handle
 
     def _standing_outcome(self, response: cedar.CedarResponse) -> Outcome:
@@ -232,6 +252,9 @@ class Engine:
 
 class _UnknownType(ValueError):
     pass
+
+
+_NOTHING = Part({}, frozenset())
 
 
 def _question(item: _Prepared) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ swaps it in with one assignment, so a request always sees one consistent version
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -52,7 +52,8 @@ def cedar_entity(uid: EntityUid, attrs: dict[str, Any], parents: list[EntityUid]
 
 class EntityIndex:
     def __init__(self, *layers: Iterable[EntityRecord]) -> None:
-        """Later layers replace earlier ones uid by uid (bundle, then store)."""
+        """Later layers replace earlier ones uid by uid: bundle, then store, then the schema's
+        action groups, which entity data can never redefine."""
         records: dict[EntityUid, EntityRecord] = {}
         for layer in layers:
             for record in layer:
@@ -66,7 +67,7 @@ class EntityIndex:
             ids_by_type.setdefault(uid.type, []).append(uid.id)
         self.ids_by_type = {kind: sorted(ids) for kind, ids in ids_by_type.items()}
         self._ancestors: dict[EntityUid, tuple[EntityUid, ...]] = {}
-        self._parts: dict[EntityUid, dict[EntityUid, bytes]] = {}
+        self._parts: dict[EntityUid, Part] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -93,9 +94,8 @@ class EntityIndex:
 
     def entity(self, uid: EntityUid, properties: dict[str, Any] | None) -> bytes:
         """The Cedar JSON of `uid` as one evaluation sees it: stored attributes with the request's
-        properties over them. An unknown uid without properties is still spelled out (no
-        attributes, no parents): batch items share one entities document when their slices
-        agree, and an item must never see attributes another item sent for the same uid."""
+        properties over them. An unknown uid is spelled out too (no attributes, no parents), so
+        an evaluation's document always says what it assumes about its own entities."""
         record = self.records.get(uid)
         if not properties:
             return self.fragments[uid] if record is not None else cedar_entity(uid, {}, [])
@@ -103,26 +103,50 @@ class EntityIndex:
             return cedar_entity(uid, properties, [])
         return cedar_entity(uid, {**self.attrs[uid], **properties}, record.parents)
 
-    def part(self, uid: EntityUid, properties: dict[str, Any] | None) -> dict[EntityUid, bytes]:
-        """What Cedar needs to know about `uid` in one evaluation: the entity itself (stored
-        attributes with the request's properties over them), the entities its attributes
-        reference (so `resource.owner.manager` resolves), and the ancestors of all of them.
-        The first entry is `uid` itself."""
+    def part(self, uid: EntityUid, properties: dict[str, Any] | None) -> Part:
+        """What Cedar may need about `uid` in one evaluation: the entity itself (stored
+        attributes with the request's properties over them) and the transitive closure of
+        stored entities reachable from it through parents and entity references, however deep
+        (`resource.owner.manager in Group::"blocked"` must see the manager and its groups:
+        a missing entity makes `in` and `has` silently false, which can disable a forbid)."""
         if not properties:
             cached = self._parts.get(uid)
             if cached is not None:
                 return cached
         fragment = self.entity(uid, properties)
-        out = {uid: fragment}
-        related = list(self.ancestors(uid))
-        if not properties:
-            related.extend(self.refs.get(uid, ()))
-        elif b'"__entity"' in fragment:
-            related.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))
-        for other in related:
-            if other not in out and other in self.fragments:
-                out[other] = self.fragments[other]
-                related.extend(self.ancestors(other))
-        if not properties and uid in self.records:
-            self._parts[uid] = out  # bounded by the index: only known entities are cached
-        return out
+        record = self.records.get(uid)
+        first = list(record.parents) if record else []
+        if properties and b'"__entity"' in fragment:
+            first.extend(entity_refs({**self.attrs.get(uid, {}), **properties}))
+        elif not properties:
+            first.extend(self.refs.get(uid, ()))
+        part = self._close({uid: fragment}, {uid}, first)
+        if not properties and record is not None:
+            self._parts[uid] = part  # bounded by the index: only stored entities are cached
+        return part
+
+    def reachable(self, roots: Iterable[EntityUid]) -> Part:
+        """The closure of stored entities reachable from `roots` (entity references in a
+        request's context, entities named by policies), the roots included when stored."""
+        return self._close({}, set(), list(roots))
+
+    def _close(self, out: dict[EntityUid, bytes], reached: set[EntityUid], pending: list[EntityUid]) -> Part:
+        while pending:
+            uid = pending.pop()
+            if uid in reached:
+                continue
+            reached.add(uid)
+            record = self.records.get(uid)
+            if record is None:
+                continue  # an unknown uid: Cedar treats it as absent, as the whole store would
+            out[uid] = self.fragments[uid]
+            pending.extend(record.parents)
+            pending.extend(self.refs.get(uid, ()))
+        return Part(out, frozenset(reached))
+
+
+class Part(NamedTuple):
+    """Entity fragments for Cedar, and every uid reached (stored or not) while collecting them."""
+
+    fragments: dict[EntityUid, bytes]
+    reached: frozenset[EntityUid]

@@ -77,7 +77,7 @@ def load_suites(bundle_path: Path) -> dict[str, TestSuite]:
 def run_suites(bundle: Bundle, suites: dict[str, TestSuite]) -> list[CaseResult]:
     results: list[CaseResult] = []
     for suite_name, suite in suites.items():
-        engine = Engine(bundle, EntityIndex(action_records(bundle.actions), bundle.entities, suite.entities))
+        engine = Engine(bundle, EntityIndex(bundle.entities, suite.entities, action_records(bundle.actions)))
         for case in suite.cases:
             try:
                 detail = _run_case(engine, case)

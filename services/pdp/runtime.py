@@ -33,7 +33,7 @@ class PolicyRuntime:
         self.max_depth = max_depth
         self.engine: Engine | None = None
         self.last_bundle_error: str | None = None
-        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._signature: tuple[tuple[str, str], ...] = ()
         self._stored: dict[EntityUid, EntityRecord] = {}
         self._revision = 0
         self._task: asyncio.Task[None] | None = None
@@ -61,19 +61,30 @@ class PolicyRuntime:
             bundle = self.current().bundle
             signature = bundle_signature(self.bundle_path)
             if signature != self._signature:
-                self._signature = signature
                 bundle = await self._reload_bundle(bundle)
-            changed = await self._sync_entities()
-            if changed or bundle is not self.current().bundle:
+                # Loading gave a definite answer (a new version, or a rejection to report):
+                # until the files change again there is nothing more to learn from them.
+                self._signature = signature
+            installed = False
+            try:
+                changed = await self._sync_entities()
+            finally:
+                # A new bundle goes live even when the store cannot be read right now: it may
+                # revoke access (a new forbid) and must not wait for the store to come back.
+                if bundle is not self.current().bundle:
+                    self._install(bundle)
+                    installed = True
+            if changed and not installed:
                 self._install(bundle)
 
     async def _reload_bundle(self, current: Bundle) -> Bundle:
         try:
             bundle = await asyncio.to_thread(load_bundle, self.bundle_path)
-        except BundleError as exc:
-            self.last_bundle_error = str(exc)
+        except Exception as exc:  # a BundleError, or files a reader cannot even decode
+            problems = [str(p) for p in exc.problems] if isinstance(exc, BundleError) else [f"{type(exc).__name__}: {exc}"]
+            self.last_bundle_error = "; ".join(problems)
             BUNDLE_RELOADS.labels("rejected").inc()
-            log.error("policy bundle rejected; the previous version keeps serving", extra={"problems": [str(p) for p in exc.problems], "serving": current.version})
+            log.error("policy bundle rejected; the previous version keeps serving", extra={"problems": problems, "serving": current.version})
             return current
         self.last_bundle_error = None
         if bundle.version != current.version:
@@ -100,7 +111,7 @@ class PolicyRuntime:
         return True
 
     def _install(self, bundle: Bundle) -> None:
-        index = EntityIndex(action_records(bundle.actions), bundle.entities, self._stored.values())
+        index = EntityIndex(bundle.entities, self._stored.values(), action_records(bundle.actions))
         self.engine = Engine(bundle, index, max_depth=self.max_depth)
         # The bundle and index live until the next reload: keep their many objects out of the
         # cyclic collector's way (it otherwise rescans them, ~30 ms per gen-2 pass under load).

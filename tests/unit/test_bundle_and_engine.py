@@ -58,7 +58,7 @@ def bundle_dir(tmp_path: Path, policies: str = POLICIES, schema: str = SCHEMA, w
 
 def engine_for(path: Path, *entities: EntityRecord) -> Engine:
     bundle = load_bundle(path)
-    return Engine(bundle, EntityIndex(action_records(bundle.actions), bundle.entities, entities))
+    return Engine(bundle, EntityIndex(bundle.entities, entities, action_records(bundle.actions)))
 
 
 def request(action: str, resource: str = "p1", context: dict | None = None, **properties: object) -> EvaluationRequest:
