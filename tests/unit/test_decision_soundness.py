@@ -3,7 +3,6 @@ when evaluating the request against the whole entity store, alone."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -127,63 +126,53 @@ class FlakyStore:
         return EntityChanges(since, [], [])
 
 
-def test_a_new_bundle_goes_live_even_while_the_store_is_down(tmp_path: Path) -> None:
+def small_bundle(tmp_path: Path, policies: str) -> Path:
     path = tmp_path / "bundle"
     path.mkdir()
     (path / "schema.cedarschema").write_text("entity User; entity Doc; action read appliesTo { principal: User, resource: Doc };")
-    (path / "policies.cedar").write_text('@id("open") permit (principal, action, resource);')
+    (path / "policies.cedar").write_text(policies)
+    return path
+
+
+async def started(path: Path, store: FlakyStore) -> PolicyRuntime:
+    runtime = PolicyRuntime(path, store, reload_interval=3600, max_depth=32)  # type: ignore[arg-type]
+    await runtime.start()
+    return runtime
+
+
+async def test_a_new_bundle_goes_live_even_while_the_store_is_down(tmp_path: Path) -> None:
+    path = small_bundle(tmp_path, '@id("open") permit (principal, action, resource);')
     mallory = ask(("User", "mallory"), "read", ("Doc", "d1"))
-
-    async def scenario() -> None:
-        store = FlakyStore()
-        runtime = PolicyRuntime(path, store, reload_interval=3600, max_depth=32)  # type: ignore[arg-type]
-        await runtime.start()
-        assert runtime.current().evaluate([mallory])[0].allowed
-        (path / "revoke.cedar").write_text('@id("revoke") forbid (principal == User::"mallory", action, resource);')
-        store.fail = True
-        with pytest.raises(StoreUnavailable):
-            await runtime.refresh()
-        assert runtime.current().evaluate([mallory])[0].reason == "forbidden"
-        await runtime.stop()
-
-    asyncio.run(scenario())
+    store = FlakyStore()
+    runtime = await started(path, store)
+    assert runtime.current().evaluate([mallory])[0].allowed
+    (path / "revoke.cedar").write_text('@id("revoke") forbid (principal == User::"mallory", action, resource);')
+    store.fail = True
+    with pytest.raises(StoreUnavailable):
+        await runtime.refresh()
+    assert runtime.current().evaluate([mallory])[0].reason == "forbidden"
+    await runtime.stop()
 
 
-def test_bundle_changes_are_noticed_even_when_size_and_mtime_stay(tmp_path: Path) -> None:
-    path = tmp_path / "bundle"
-    path.mkdir()
-    (path / "schema.cedarschema").write_text("entity User; entity Doc; action read appliesTo { principal: User, resource: Doc };")
+async def test_bundle_changes_are_noticed_even_when_size_and_mtime_stay(tmp_path: Path) -> None:
+    path = small_bundle(tmp_path, '@id("open") permit (principal, action, resource);\n@id("ban") forbid (principal == User::"alice", action, resource);')
     policies = path / "policies.cedar"
-    policies.write_text('@id("open") permit (principal, action, resource);\n@id("ban") forbid (principal == User::"alice", action, resource);')
     os.utime(policies, (315532800, 315532800))
     bobby = ask(("User", "bobby"), "read", ("Doc", "d1"))
-
-    async def scenario() -> None:
-        runtime = PolicyRuntime(path, FlakyStore(), reload_interval=3600, max_depth=32)  # type: ignore[arg-type]
-        await runtime.start()
-        assert runtime.current().evaluate([bobby])[0].allowed
-        policies.write_text(policies.read_text().replace('"alice"', '"bobby"'))  # same size
-        os.utime(policies, (315532800, 315532800))  # same mtime, as `cp -p` or a fixed-epoch build
-        await runtime.refresh()
-        assert runtime.current().evaluate([bobby])[0].reason == "forbidden"
-        await runtime.stop()
-
-    asyncio.run(scenario())
+    runtime = await started(path, FlakyStore())
+    assert runtime.current().evaluate([bobby])[0].allowed
+    policies.write_text(policies.read_text().replace('"alice"', '"bobby"'))  # same size
+    os.utime(policies, (315532800, 315532800))  # same mtime, as `cp -p` or a fixed-epoch build
+    await runtime.refresh()
+    assert runtime.current().evaluate([bobby])[0].reason == "forbidden"
+    await runtime.stop()
 
 
-def test_a_reload_that_cannot_even_read_the_files_is_reported(tmp_path: Path) -> None:
-    path = tmp_path / "bundle"
-    path.mkdir()
-    (path / "schema.cedarschema").write_text("entity User; entity Doc; action read appliesTo { principal: User, resource: Doc };")
-    (path / "policies.cedar").write_text('@id("open") permit (principal, action, resource);')
-
-    async def scenario() -> None:
-        runtime = PolicyRuntime(path, FlakyStore(), reload_interval=3600, max_depth=32)  # type: ignore[arg-type]
-        await runtime.start()
-        (path / "broken.cedar").write_bytes(b"\xff\xfe not utf-8")
-        await runtime.refresh()
-        assert runtime.last_bundle_error and "UnicodeDecodeError" in runtime.last_bundle_error
-        assert runtime.current().evaluate([ask(("User", "u"), "read", ("Doc", "d"))])[0].allowed
-        await runtime.stop()
-
-    asyncio.run(scenario())
+async def test_a_reload_that_cannot_even_read_the_files_is_reported(tmp_path: Path) -> None:
+    path = small_bundle(tmp_path, '@id("open") permit (principal, action, resource);')
+    runtime = await started(path, FlakyStore())
+    (path / "broken.cedar").write_bytes(b"\xff\xfe not utf-8")
+    await runtime.refresh()
+    assert runtime.last_bundle_error and "UnicodeDecodeError" in runtime.last_bundle_error
+    assert runtime.current().evaluate([ask(("User", "u"), "read", ("Doc", "d"))])[0].allowed
+    await runtime.stop()
