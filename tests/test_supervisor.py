@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.server import run_server
+from tests.support import poll
 
 EVALUATION = {
     "subject": {"type": "user", "id": "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"},
@@ -31,30 +31,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait(predicate, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
-
-
 def test_workers_share_the_socket_and_a_dead_worker_is_replaced(tmp_path: Path) -> None:
     with run_server(tmp_path, workers=2) as server, httpx.Client(base_url=server.base_url) as client:
         supervisor = server.process.pid
-        _wait(lambda: len(_children(supervisor)) == 2)
+        assert poll(lambda: len(_children(supervisor)) == 2, timeout=20)
         workers = _children(supervisor)
         for _ in range(10):
             assert client.post("/access/v1/evaluation", json=EVALUATION).json() == {"decision": True}
         # Metrics aggregate every worker, whichever one answers the scrape.
         assert 'arop_decisions_total{api="evaluation",decision="permit"} 10.0' in client.get("/metrics").text
         os.kill(workers[0], signal.SIGKILL)
-        _wait(lambda: len(_children(supervisor)) == 2 and workers[0] not in _children(supervisor))
-        _wait(lambda: client.get("/readyz").status_code == 200)
+        assert poll(lambda: len(_children(supervisor)) == 2 and workers[0] not in _children(supervisor), timeout=20)
+        assert poll(lambda: client.get("/readyz").status_code == 200, timeout=20)
         for _ in range(20):
             assert client.post("/access/v1/evaluation", json=EVALUATION).json() == {"decision": True}
         survivors = _children(supervisor)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=20) == 0
-        _wait(lambda: not any(Path(f"/proc/{pid}").exists() for pid in survivors))
+        assert poll(lambda: not any(Path(f"/proc/{pid}").exists() for pid in survivors), timeout=20)

@@ -71,6 +71,16 @@ def request(
     return body
 
 
+# One valid body per POST endpoint (Morty updating his own todo, and searches around it).
+VALID_BODIES: dict[str, dict[str, Any]] = {
+    EVALUATION: request(MORTY, "can_update_todo", MORTYS_TODO),
+    EVALUATIONS: {**request(MORTY, "can_update_todo", MORTYS_TODO), "evaluations": [{}, {"resource": {"type": "todo", "id": RICKS_TODO}}]},
+    SEARCH_SUBJECT: {"subject": {"type": "user"}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo", "id": MORTYS_TODO}},
+    SEARCH_RESOURCE: {"subject": {"type": "user", "id": MORTY}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo"}},
+    SEARCH_ACTION: {"subject": {"type": "user", "id": MORTY}, "resource": {"type": "todo", "id": MORTYS_TODO}},
+}
+
+
 def post_raw(client: httpx.Client, path: str, content: bytes, content_type: str | None = "application/json", **headers: str) -> httpx.Response:
     all_headers = dict(headers)
     if content_type is not None:

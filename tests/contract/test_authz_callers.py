@@ -17,12 +17,9 @@ from services.auth import new_api_key
 from tests.conftest import Keys
 from tests.contract.helpers import (
     EVALUATION,
-    EVALUATIONS,
     MORTY,
     MORTYS_TODO,
-    SEARCH_ACTION,
-    SEARCH_RESOURCE,
-    SEARCH_SUBJECT,
+    VALID_BODIES,
     assert_authzen_error,
     assert_problem,
     bearer,
@@ -32,14 +29,7 @@ from tests.contract.helpers import (
 from tests.server import RunningServer, run_server
 
 BODY = request(MORTY, "can_update_todo", MORTYS_TODO)
-VALID: dict[str, dict[str, Any]] = {
-    EVALUATION: BODY,
-    EVALUATIONS: {**BODY, "evaluations": [{}]},
-    SEARCH_SUBJECT: {"subject": {"type": "user"}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo", "id": MORTYS_TODO}},
-    SEARCH_RESOURCE: {"subject": {"type": "user", "id": MORTY}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo"}},
-    SEARCH_ACTION: {"subject": {"type": "user", "id": MORTY}, "resource": {"type": "todo", "id": MORTYS_TODO}},
-}
-ENDPOINTS = list(VALID)
+ENDPOINTS = list(VALID_BODIES)
 ADMIN_CALLS = [("GET", "/admin/v1/bundle", None), ("GET", f"/admin/v1/entities?type=user&id={MORTY}", None), ("POST", "/admin/v1/entities", {"entities": []}), ("POST", "/admin/v1/entities/delete", {"entities": []})]
 
 
@@ -60,7 +50,7 @@ def assert_challenge(response: httpx.Response) -> None:
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_52_no_credentials_is_401_with_www_authenticate(secured: httpx.Client, path: str) -> None:
-    response = secured.post(path, json=VALID[path])
+    response = secured.post(path, json=VALID_BODIES[path])
     assert_authzen_error(response, 401)
     assert_challenge(response)
 
@@ -68,7 +58,7 @@ def test_az_52_no_credentials_is_401_with_www_authenticate(secured: httpx.Client
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_52_wrong_key_is_401_with_www_authenticate(secured: httpx.Client, path: str) -> None:
     wrong, _ = new_api_key()
-    response = secured.post(path, json=VALID[path], headers=bearer(wrong))
+    response = secured.post(path, json=VALID_BODIES[path], headers=bearer(wrong))
     assert_authzen_error(response, 401)
     assert_challenge(response)
 
@@ -111,7 +101,7 @@ def test_az_50_request_id_echoed_on_403(secured: httpx.Client, keys: Keys) -> No
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_54_configured_callers_are_served(secured: httpx.Client, keys: Keys, path: str, who: str) -> None:
     key = keys.evaluate if who == "evaluate" else keys.admin
-    response = secured.post(path, json=VALID[path], headers=bearer(key))
+    response = secured.post(path, json=VALID_BODIES[path], headers=bearer(key))
     assert response.status_code == 200, response.text
 
 
@@ -156,7 +146,7 @@ def test_403_admin_only_caller_may_not_evaluate(admin_only_server: tuple[Running
     """§8.4: 403 = an authenticated PEP not allowed to use this API (never a deny, AZ-7)."""
     running, key = admin_only_server
     with running.client() as c:
-        response = c.post(path, json=VALID[path], headers={**bearer(key), "X-Request-ID": "scope-1"})
+        response = c.post(path, json=VALID_BODIES[path], headers={**bearer(key), "X-Request-ID": "scope-1"})
         assert c.get("/admin/v1/bundle", headers=bearer(key)).status_code == 200
     error = assert_authzen_error(response, 403)
     assert error["error"] == "forbidden"
@@ -168,7 +158,7 @@ def test_403_admin_only_caller_may_not_evaluate(admin_only_server: tuple[Running
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_loopback_anonymous_access_works_without_configuration(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json=VALID[path])
+    response = client.post(path, json=VALID_BODIES[path])
     assert response.status_code == 200, response.text
 
 

@@ -21,6 +21,7 @@ from tests.contract.helpers import (
     SEARCH_RESOURCE,
     SEARCH_SUBJECT,
     TODOS,
+    VALID_BODIES,
     WELL_KNOWN,
     assert_authzen_error,
     decide,
@@ -32,14 +33,7 @@ from tests.server import RunningServer
 
 EVALUATION_BODY = request(MORTY, "can_update_todo", MORTYS_TODO)
 
-# One valid body per POST endpoint, and what it answers.
-VALID: dict[str, dict[str, Any]] = {
-    EVALUATION: EVALUATION_BODY,
-    EVALUATIONS: {**EVALUATION_BODY, "evaluations": [{}, {"resource": {"type": "todo", "id": RICKS_TODO}}]},
-    SEARCH_SUBJECT: {"subject": {"type": "user"}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo", "id": MORTYS_TODO}},
-    SEARCH_RESOURCE: {"subject": {"type": "user", "id": MORTY}, "action": {"name": "can_update_todo"}, "resource": {"type": "todo"}},
-    SEARCH_ACTION: {"subject": {"type": "user", "id": MORTY}, "resource": {"type": "todo", "id": MORTYS_TODO}},
-}
+# What each of VALID_BODIES answers.
 EXPECTED: dict[str, Any] = {
     EVALUATION: {"decision": True},
     EVALUATIONS: {"evaluations": [{"decision": True}, {"decision": False, "context": {"reason": "no_matching_permit"}}]},
@@ -58,11 +52,11 @@ EXPECTED: dict[str, Any] = {
         "results": [{"name": "can_create_todo"}, {"name": "can_delete_todo"}, {"name": "can_read_todos"}, {"name": "can_update_todo"}],
     },
 }
-ENDPOINTS = list(VALID)
+ENDPOINTS = list(VALID_BODIES)
 
 
 def body_of(path: str) -> bytes:
-    return json.dumps(VALID[path]).encode()
+    return json.dumps(VALID_BODIES[path]).encode()
 
 
 # -- AZ-39..AZ-41: the binding and its media type ------------------------------------------
@@ -70,7 +64,7 @@ def body_of(path: str) -> bytes:
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_41_success_is_200_application_json_object(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json=VALID[path])
+    response = client.post(path, json=VALID_BODIES[path])
     assert response.status_code == 200, response.text
     assert media_type(response) == "application/json"
     assert response.json() == EXPECTED[path]
@@ -110,7 +104,7 @@ def test_az_42_non_object_body_is_400(client: httpx.Client, path: str, content: 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_42_array_of_valid_requests_is_400(client: httpx.Client, path: str) -> None:
-    error = assert_authzen_error(post_raw(client, path, json.dumps([VALID[path]]).encode()), 400)
+    error = assert_authzen_error(post_raw(client, path, json.dumps([VALID_BODIES[path]]).encode()), 400)
     assert error["message"] == "the request body must be a JSON object"
 
 
@@ -142,7 +136,7 @@ def without(body: dict[str, Any], member: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("path", "member"), [(path, member) for path, members in REQUIRED.items() for member in members])
 def test_az_44_missing_required_member_is_400_naming_it(client: httpx.Client, path: str, member: str) -> None:
-    error = assert_authzen_error(client.post(path, json=without(VALID[path], member)), 400)
+    error = assert_authzen_error(client.post(path, json=without(VALID_BODIES[path], member)), 400)
     assert error["error"] == "invalid_request"
     assert member in error["message"], error
 
@@ -179,7 +173,7 @@ def test_az_44_wrong_json_type_is_400(client: httpx.Client, path: str, member: s
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_44_null_for_a_required_member_is_400(client: httpx.Client, path: str) -> None:
-    body = json.loads(json.dumps(VALID[path]))
+    body = json.loads(json.dumps(VALID_BODIES[path]))
     body["subject"] = None
     body.pop("evaluations", None)  # with items, a top-level default may be absent (AZ-10)
     assert_authzen_error(client.post(path, json=body), 400)
@@ -187,7 +181,7 @@ def test_az_44_null_for_a_required_member_is_400(client: httpx.Client, path: str
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_48_null_for_an_optional_member_is_absent(client: httpx.Client, path: str) -> None:
-    body = json.loads(json.dumps(VALID[path]))
+    body = json.loads(json.dumps(VALID_BODIES[path]))
     body["context"] = None
     for entity in ("subject", "resource"):
         body[entity]["properties"] = None
@@ -218,20 +212,20 @@ def with_unknown_members(body: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_45_unknown_members_at_every_level_are_ignored(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json=with_unknown_members(VALID[path]))
+    response = client.post(path, json=with_unknown_members(VALID_BODIES[path]))
     assert response.status_code == 200, response.text
     assert response.json() == EXPECTED[path]
 
 
 @pytest.mark.parametrize("path", [SEARCH_SUBJECT, SEARCH_RESOURCE, SEARCH_ACTION])
 def test_az_45_unknown_page_members_are_ignored(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json={**VALID[path], "page": {"x-sort": "asc", "properties": {"x": 1}}})
+    response = client.post(path, json={**VALID_BODIES[path], "page": {"x-sort": "asc", "properties": {"x": 1}}})
     assert response.status_code == 200, response.text
     assert response.json() == EXPECTED[path]
 
 
 def test_az_45_action_member_in_action_search_is_ignored(client: httpx.Client) -> None:
-    response = client.post(SEARCH_ACTION, json={**VALID[SEARCH_ACTION], "action": {"name": "can_read_todos"}})
+    response = client.post(SEARCH_ACTION, json={**VALID_BODIES[SEARCH_ACTION], "action": {"name": "can_read_todos"}})
     assert response.status_code == 200
     assert response.json() == EXPECTED[SEARCH_ACTION]
 
@@ -278,7 +272,7 @@ def test_az_47_escaped_unicode_is_decoded(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_50_request_id_echoed_on_200(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json=VALID[path], headers={"X-Request-ID": "5f0c8a8e-2c7f-4f57-9a55-0c2f3c1e9d11"})
+    response = client.post(path, json=VALID_BODIES[path], headers={"X-Request-ID": "5f0c8a8e-2c7f-4f57-9a55-0c2f3c1e9d11"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "5f0c8a8e-2c7f-4f57-9a55-0c2f3c1e9d11"
 
@@ -367,7 +361,7 @@ def test_az_50_exactly_one_request_id_header(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_az_55_body_over_the_limit_is_rejected_with_json_error(configured: httpx.Client, path: str) -> None:
-    body = json.loads(json.dumps(VALID[path]))
+    body = json.loads(json.dumps(VALID_BODIES[path]))
     body["context"] = {"padding": "x" * MAX_BODY_BYTES}
     response = configured.post(path, json=body)
     error = assert_authzen_error(response, response.status_code)
@@ -438,8 +432,8 @@ def test_az_48_responses_have_no_null_members(client: httpx.Client) -> None:
         client.post(EVALUATION, json=request(MORTY, "can_update_todo", RICKS_TODO)),
         client.post(EVALUATION, json=request(MORTY, "can_update_todo", RICKS_TODO, resource_properties={"x": 0.123456})),
         client.post(EVALUATIONS, json={**EVALUATION_BODY, "evaluations": [{}, {"resource": {"type": "todo"}}, 1]}),
-        *(client.post(path, json=VALID[path]) for path in (SEARCH_SUBJECT, SEARCH_RESOURCE, SEARCH_ACTION)),
-        client.post(SEARCH_RESOURCE, json={**VALID[SEARCH_RESOURCE], "page": {"limit": 0}}),
+        *(client.post(path, json=VALID_BODIES[path]) for path in (SEARCH_SUBJECT, SEARCH_RESOURCE, SEARCH_ACTION)),
+        client.post(SEARCH_RESOURCE, json={**VALID_BODIES[SEARCH_RESOURCE], "page": {"limit": 0}}),
         client.get(WELL_KNOWN),
         post_raw(client, EVALUATION, b"[]"),
     ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.contract.helpers import (
     request,
 )
 from tests.server import RunningServer, run_server
+from tests.support import poll
 
 TODO_BUNDLE = Path(__file__).resolve().parents[2] / "examples" / "todo"
 VIEWERS_CREATE = '\n@id("viewer-create-todo")\npermit (principal in Role::"viewer", action == Action::"can_create_todo", resource is todo);\n'
@@ -70,15 +70,6 @@ def fresh(reloading: Reloading) -> Iterator[Reloading]:
     assert poll(lambda: reloading.status()["last_reload_error"] is None and not reloading.allowed(request(BETH, "can_create_todo", "t")))
     yield reloading
     reloading.write_policies(reloading.original)
-
-
-def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_serves_the_copied_bundle(fresh: Reloading) -> None:

@@ -3,9 +3,8 @@ reaching every instance that shares a store."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.contract.helpers import (
     request,
 )
 from tests.server import RunningServer, run_server
+from tests.support import poll
 
 ENTITIES = "/admin/v1/entities"
 DELETE = "/admin/v1/entities/delete"
@@ -233,15 +233,6 @@ def test_bundle_status(admin: Admin, secured_server: RunningServer) -> None:
 
 
 # -- several instances, one store ----------------------------------------------------------------
-
-
-def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.fixture(scope="module")
