@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 
+from profiles.authzen.transport import media_type
 from services.http import Problem, authenticate, json_response
 from services.pdp.bundle import check_entities
 from services.pdp.runtime import PolicyRuntime
@@ -32,7 +33,7 @@ class UidsBody(msgspec.Struct, forbid_unknown_fields=False):
 
 async def _body(request: AnyRequest, type_: type) -> Any:
     authenticate(request, "admin")
-    if (request.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
+    if media_type(request.headers.get("content-type")) != "application/json":
         raise Problem(415, "Unsupported Media Type", "send application/json")
     try:
         body = msgspec.json.decode(await request.body(), type=type_)

@@ -11,14 +11,16 @@ from profiles.authzen.errors import InvalidRequest
 T = TypeVar("T")
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header: the part before `;`, trimmed, lower-cased.
+    Headers are parsed, never string-compared whole (`application/json; charset=utf-8`)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def check_media_type(content_type: str | None) -> None:
     """AZ-41: requests carry `application/json`; parameters such as charset are fine.
-
-    The header is parsed (type before `;`, case-insensitive), never string-compared whole.
-    A wrong type is a 400, not a 415 (§8.4 ambiguity note).
-    """
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    A wrong type is a 400, not a 415 (§8.4 ambiguity note)."""
+    if media_type(content_type) != "application/json":
         raise InvalidRequest("Content-Type must be application/json")
 
 
