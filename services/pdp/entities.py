@@ -1,9 +1,11 @@
 """The in-process entity index: the policy information point behind every decision.
 
 Entities come from the bundle's entities.json and from the store (the admin API and
-`arop entities import`); a stored entity replaces a bundle entity with the same uid. Cedar gets
-a per-request slice (principal, action, resource and their ancestors), never the whole set:
-handing Cedar the whole store costs a clone of it per call (DESIGN.md §3).
+`arop entities import`); a stored entity replaces a bundle entity with the same uid, and the
+schema's action groups come last. Cedar gets a per-request slice, never the whole set (handing
+Cedar the whole store costs a clone of it per call, DESIGN.md §3): the request's entities and
+the closure of everything reachable from them, from the context and from the policies' literal
+entities through parents and references (`part`, `reachable`).
 
 An index is immutable; the runtime builds a new one when the bundle or the store changes and
 swaps it in with one assignment, so a request always sees one consistent version.
