@@ -77,7 +77,7 @@ def create_app(config: Config) -> Any:
     app.state.store = store
     app.state.runtime = runtime
     app.state.changes = changes
-    app.state.authenticator = Authenticator(config.callers)
+    app.state.authenticator = Authenticator(config.callers, config.reviewers)
     app.state.key_ring = KeyRing(store)
     return RequestContextMiddleware(app, access_log=config.logging.access_log)
 

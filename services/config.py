@@ -8,6 +8,7 @@ silently, and every error names the key it is about.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -77,12 +78,77 @@ class PdpConfig(_Section):
     metadata_max_age: int = 300
 
 
+CallerScope = Literal["evaluate", "explain", "request", "cancel", "admin"]
+
+
+class SubjectPattern(_Section):
+    """A subject a caller may act for: every subject of `type`, or the one with `id` too."""
+
+    type: str
+    id: str | None = None
+
+
 class CallerConfig(_Section):
-    """A PEP, AS or operator allowed to call the APIs with a static API key (stored hashed)."""
+    """A PEP, AS or operator allowed to call the APIs with a static API key (stored hashed).
+
+    Scopes: `evaluate` (AuthZEN APIs), `explain` (policy ids in denials), `request` (submit
+    access requests and read their status), `cancel` (cancel them: a separate right, AR-91),
+    `admin` (admin API). `subjects` limits the subjects whose access requests the caller may
+    submit, read and cancel (AR-90, AR-91); empty: any subject."""
 
     name: str
     key_sha256: str
-    scopes: list[Literal["evaluate", "explain", "admin"]] = msgspec.field(default_factory=lambda: ["evaluate"])
+    scopes: list[CallerScope] = msgspec.field(default_factory=lambda: ["evaluate"])
+    subjects: list[SubjectPattern] = msgspec.field(default_factory=list)
+    # Completion callbacks (ARAP §13): the endpoints registered for this caller (exact URIs, or
+    # prefixes ending in "/"), and the HMAC key the service signs its callbacks with (AR-78).
+    callback_urls: list[str] = msgspec.field(default_factory=list)
+    callback_secret: str = ""
+
+
+class EntityRef(_Section):
+    type: str
+    id: str
+
+
+class ReviewerConfig(_Section):
+    """A person who reviews access requests through the reviewer API, as the entity workflows
+    select approvers by (`resource.owner`, a group, ids). Authenticates with an API key."""
+
+    name: str
+    entity: EntityRef
+    key_sha256: str
+
+
+class AccessRequestConfig(_Section):
+    """The Access Request Service (ARAP) and the requestable denials the PDP emits."""
+
+    # Denial binding material (AR-9, AR-10): a PDP-signed `binding_token`, an `evaluation_id`
+    # recorded in the store, or both. The id is returned in every requestable denial.
+    binding: Literal["both", "token", "evaluation_id"] = "both"
+    # The token binds by inline claims (RECOMMENDED) or by `binding_hash` (AR-25).
+    binding_hash: bool = False
+    # Seconds a requestable denial may be submitted (`access_request.expires_at`).
+    hint_ttl: int = 600
+    # Seconds a binding_token is valid (its `exp` is never later than the hint's expiry).
+    token_lifetime: int = 300
+    # Clock-skew tolerance of freshness checks, seconds (AR-14: typical 30, above 60 refused).
+    clock_skew: int = 30
+    # The ARS identifier: `aud` of binding tokens, `iss` of approval states (D-ARAP-3).
+    # Empty: the access_request_endpoint URL.
+    identifier: str = ""
+    # `Retry-After` of a pending task's status, seconds.
+    retry_after: int = 5
+    # Seconds a terminal task stays retrievable (and its Idempotency-Key remembered, AR-48).
+    retention: int = 86_400
+    # Callback destinations exempt from the internal-address ban (CIDRs, AR-77), and an extra
+    # CA bundle to trust for callback TLS (private PKI).
+    callback_allow_networks: list[str] = msgspec.field(default_factory=list)
+    callback_ca_file: str = ""
+    callback_max_attempts: int = 8
+    callback_timeout: float = 10.0
+    # Seconds between runs of the background worker (task expiry, callbacks, purges).
+    worker_interval: float = 1.0
 
 
 class LoggingConfig(_Section):
@@ -98,7 +164,16 @@ class Config(_Section):
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
     pdp: PdpConfig = msgspec.field(default_factory=PdpConfig)
     callers: list[CallerConfig] = msgspec.field(default_factory=list)
+    reviewers: list[ReviewerConfig] = msgspec.field(default_factory=list)
+    access_requests: AccessRequestConfig = msgspec.field(default_factory=AccessRequestConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+    def access_request_endpoint(self) -> str:
+        return f"{self.server.base_url()}/access/v1/requests"
+
+    def ars_identifier(self) -> str:
+        """`aud` of binding tokens and `iss` of approval states (D-ARAP-3)."""
+        return self.access_requests.identifier or self.access_request_endpoint()
 
     def bundle_path(self) -> Path:
         if self.policy.bundle:
@@ -174,6 +249,18 @@ def _check(config: Config) -> None:
         raise ConfigError("server.public_url: must be an absolute http(s) URL without query or fragment")
     if not config.store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
-    for index, caller in enumerate(config.callers):
-        if not re.fullmatch(r"[0-9a-f]{64}", caller.key_sha256):
-            raise ConfigError(f"callers[{index}].key_sha256: must be 64 lowercase hex characters")
+    for section, entries in (("callers", config.callers), ("reviewers", config.reviewers)):
+        for index, entry in enumerate(entries):
+            if not re.fullmatch(r"[0-9a-f]{64}", entry.key_sha256):
+                raise ConfigError(f"{section}[{index}].key_sha256: must be 64 lowercase hex characters")
+    ars = config.access_requests
+    if not 0 <= ars.clock_skew <= 60:
+        raise ConfigError("access_requests.clock_skew: must be between 0 and 60 seconds (AR-14)")
+    for key in ("hint_ttl", "token_lifetime", "retention", "callback_max_attempts"):
+        if getattr(ars, key) < 1:
+            raise ConfigError(f"access_requests.{key}: must be at least 1")
+    for index, network in enumerate(ars.callback_allow_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"access_requests.callback_allow_networks[{index}]: {network!r} is not a CIDR") from None

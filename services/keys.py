@@ -6,6 +6,7 @@ Retired keys stay published (and so keep verifying) until their `retires_at` pas
 
 from __future__ import annotations
 
+import base64
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -18,6 +19,8 @@ from services.store.records import SigningKey
 
 if TYPE_CHECKING:
     from joserfc.jwk import ECKey
+
+    from profiles.arap.signed import KeyResolver
 
 ALG = "ES256"
 CACHE_SECONDS = 60
@@ -42,6 +45,7 @@ class KeyRing:
         self.store = store
         self._keys: list[SigningKey] = []
         self._loaded_at: datetime | None = None
+        self._public: dict[str, ECKey] = {}
 
     async def _load(self) -> list[SigningKey]:
         now = datetime.now(timezone.utc)
@@ -60,6 +64,32 @@ class KeyRing:
         newest = (await self._load())[0]
         return _ec_key().import_key(msgspec.json.decode(newest.private_jwk))
 
+    async def resolver(self, token: object, issuers: frozenset[str]) -> KeyResolver:
+        """A `(iss, kid) -> key` resolver for verifying `token` (profiles.arap.signed): our own
+        keys, trusted for `issuers` only. A `kid` we do not hold refreshes the set once before
+        the resolver answers None (AR-5): another instance may have rotated meanwhile."""
+        kid = _header_kid(token)
+        keys = await self._load()
+        if kid is not None and all(stored.kid != kid for stored in keys):
+            self._loaded_at = None
+            keys = await self._load()
+        held = {stored.kid for stored in keys}
+
+        def resolve(iss: str | None, kid: str | None) -> ECKey | None:
+            if iss not in issuers or kid not in held:
+                return None
+            return self._public_key(kid)
+
+        return resolve
+
+    def _public_key(self, kid: str) -> ECKey:
+        key = self._public.get(kid)
+        if key is None:
+            stored = next(s for s in self._keys if s.kid == kid)
+            public = _ec_key().import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
+            key = self._public[kid] = _ec_key().import_key(public)
+        return key
+
     async def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Public keys of every key that still verifies."""
         keys = []
@@ -67,6 +97,18 @@ class KeyRing:
             public = _ec_key().import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
             keys.append({**public, "kid": stored.kid, "alg": stored.alg, "use": "sig"})
         return {"keys": keys}
+
+
+def _header_kid(token: object) -> str | None:
+    """The `kid` of a compact JWS header, unverified (only to pick a key); None if unreadable."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    try:
+        header = msgspec.json.decode(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except (ValueError, msgspec.DecodeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 async def rotate(store: Store, *, grace: timedelta) -> SigningKey:

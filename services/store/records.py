@@ -120,8 +120,10 @@ class ApprovalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     context_members: list[str] = []
     context_values: dict[str, Any] = {}
     requester: str
+    template: str = ""  # the workflow that approved it: the @requestable template it satisfies
     approved_at: datetime
     approved_until: datetime
+    state: str | None = None  # the signed `approval.state` handed out (AR-69), stable across reads
     revoked_at: datetime | None = None
 
 
@@ -172,6 +174,7 @@ class CallbackDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     id: str
     task_id: str
+    caller: str  # the requester, whose registered secret authenticates the callback (AR-78)
     event: str
     endpoint: str
     body: dict[str, Any]

@@ -117,7 +117,7 @@ def approval(id_: str = "a1", task_id: str = "t1", **changes: object) -> Approva
 
 def callback(id_: str, task_id: str = "t1", *, at: datetime = T0, **changes: object) -> CallbackDelivery:
     record = CallbackDelivery(
-        id=id_, task_id=task_id, event="task.completed", endpoint="https://pep.example/cb",
+        id=id_, task_id=task_id, caller="pep", event="task.completed", endpoint="https://pep.example/cb",
         body={"id": task_id, "status": "approved"}, next_attempt_at=at,
     )
     return msgspec.structs.replace(record, **changes)
@@ -732,7 +732,7 @@ async def main(url):
     draft = AuditDraft(at=T0, kind="task.created", actor="pep-1", task_id="t1")
     await store.create_task(task, idempotency=None, audit=[draft])
     approved = msgspec.structs.replace(task, status="approved", version=1)
-    cb = CallbackDelivery(id="c1", task_id="t1", event="done", endpoint="https://x", body={}, next_attempt_at=T0)
+    cb = CallbackDelivery(id="c1", task_id="t1", caller="pep", event="done", endpoint="https://x", body={}, next_attempt_at=T0)
     assert await store.update_task(approved, expected_version=0, callbacks=[cb], audit=[draft])
     print("committed", flush=True)
     denied = msgspec.structs.replace(approved, status="denied", version=2)
