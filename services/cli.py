@@ -190,32 +190,18 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Walk the whole audit chain in the store and report every broken link or altered event."""
-    from services.store.audit import verify_audit_chain
+    """Walk the whole audit chain in the store and report every broken link or altered event, and
+    newest events removed (the last event must be the chain head the store records)."""
+    from services.store.audit import stored_chain, verify_audit_chain
 
     config = _config(args)
-
-    async def work(store):  # type: ignore[no-untyped-def]
-        count = 0
-
-        async def pages():  # type: ignore[no-untyped-def]
-            nonlocal count
-            after = 0
-            while batch := await store.audit_events(after_seq=after, limit=1000):
-                count += len(batch)
-                after = batch[-1].seq
-                for event in batch:
-                    yield event
-
-        events = [event async for event in pages()]
-        return count, verify_audit_chain(events)
-
-    count, problems = asyncio.run(_with_store(config, work))
+    events, head = asyncio.run(_with_store(config, stored_chain))
+    problems = verify_audit_chain(events, head=head)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        return _fail(f"audit log: {len(problems)} problem(s) in {count} events", 1)
-    print(f"audit log intact: {count} events")
+        return _fail(f"audit log: {len(problems)} problem(s) in {len(events)} events, chain head at seq {head[0]}", 1)
+    print(f"audit log intact: {len(events)} events")
     return 0
 
 

@@ -20,6 +20,7 @@ from services.store.records import (
     EntityUid,
     EvaluationRecord,
     IdempotencyClaim,
+    IdempotentTask,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -113,6 +114,27 @@ class Store(abc.ABC):
         """Delete recorded evaluations whose `expires_at` is before the instant; return how many."""
 
     @abc.abstractmethod
+    async def claim_token_id(self, jti: str, intent: str | None, expires_at: datetime, now: datetime) -> bool:
+        """Accept a presented `binding_token` `jti` (AR-26 step 3) unless it is a replay.
+
+        True, remembering `(jti, intent, expires_at)`, when the jti is unknown or its remembered
+        row expired (`expires_at` before `now`: it is replaced). True, changing nothing, when it
+        was remembered with the same non-None `intent`: the same submission retried (ARAP §8.6;
+        the service passes a hash of caller, Idempotency-Key and body fingerprint). False (a
+        replay) otherwise: another intent, or None on either side. Of concurrent first claims
+        with different intents exactly one gets True."""
+
+    @abc.abstractmethod
+    async def purge_token_ids(self, before: datetime) -> int:
+        """Forget the jtis whose `expires_at` is before the instant; return how many."""
+
+    @abc.abstractmethod
+    async def idempotent_task(self, caller: str, key: str, now: datetime) -> IdempotentTask | None:
+        """The task `caller`'s Idempotency-Key `key` is bound to, with the stored fingerprint, if
+        the key has not expired at `now` (read only: `create_task` claims keys). The service asks
+        before verifying the binding, so that a retry gets its task rather than a replay error."""
+
+    @abc.abstractmethod
     async def create_task(
         self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
     ) -> TaskCreation:
@@ -158,6 +180,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def append_audit(self, events: Sequence[AuditDraft]) -> list[AuditEvent]:
         """Chain and store audit events in order (writers serialise on the chain head)."""
+
+    @abc.abstractmethod
+    async def audit_head(self) -> tuple[int, str]:
+        """`(seq, hash)` of the newest chained event, `(0, GENESIS_HASH)` before the first. Kept
+        apart from the events, so that `arop audit verify` notices the newest ones removed."""
 
     @abc.abstractmethod
     async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:

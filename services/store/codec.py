@@ -19,6 +19,8 @@ from services.store.records import (
     EntityUid,
     EvaluationRecord,
     IdempotencyClaim,
+    IdempotentTask,
+    TaskCreation,
     TaskRecord,
     audit_hash,
 )
@@ -181,6 +183,10 @@ def decode_task(document: str | bytes) -> TaskRecord:
     return _decode_task(document)
 
 
+def decode_idempotent_task(fingerprint: str, document: str | bytes) -> IdempotentTask:
+    return IdempotentTask(_decode_task(document), fingerprint)
+
+
 def decode_approval(document: str | bytes) -> ApprovalRecord:
     return _decode_approval(document)
 
@@ -191,6 +197,20 @@ def decode_audit_event(document: str | bytes) -> AuditEvent:
 
 def decode_callback(document: str | bytes) -> CallbackDelivery:
     return _decode_callback(document)
+
+
+def already_bound(bound: IdempotentTask, claim: IdempotencyClaim) -> TaskCreation:
+    """What `create_task` answers when the claimed key is already bound: nothing created, and
+    whether the stored body fingerprint is the claim's (else the service answers
+    duplicate_request)."""
+    return TaskCreation(bound.task, False, bound.fingerprint == claim.fingerprint)
+
+
+def is_retry(remembered_intent: str | None, intent: str | None) -> bool:
+    """Whether a jti presented again comes from the submission that first presented it (ARAP
+    §8.6): only a non-None intent equal to the remembered one. Without an intent there is no
+    telling a retry from a replay, so it counts as a replay."""
+    return intent is not None and intent == remembered_intent
 
 
 def revoked(approval: ApprovalRecord, at: datetime) -> ApprovalRecord:

@@ -13,6 +13,7 @@ from services.store.base import Store, StoreUnavailable
 from services.store.codec import (
     EMPTY_PARENTS,
     EMPTY_PROPERTIES,
+    already_bound,
     approval_row,
     as_utc,
     audit_row,
@@ -24,10 +25,12 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
+    decode_idempotent_task,
     decode_task,
     encode_entity,
     evaluation_row,
     idempotency_row,
+    is_retry,
     leased,
     released,
     revoked,
@@ -44,6 +47,7 @@ from services.store.records import (
     EntityUid,
     EvaluationRecord,
     IdempotencyClaim,
+    IdempotentTask,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -251,12 +255,56 @@ class PostgresStore(Store):
         return None if document is None else decode_evaluation(document)
 
     async def purge_evaluations(self, expired_before: datetime) -> int:
+        return await self._delete_expired("evaluations", expired_before)
+
+    async def _delete_expired(self, table: str, before: datetime) -> int:
+        """Delete the rows of `table` (one of ours, never caller input) expiring before the instant."""
         async with self._connection() as connection:
             return await connection.fetchval(
-                "WITH purged AS (DELETE FROM evaluations WHERE expires_at < $1 RETURNING 1)"
-                " SELECT count(*) FROM purged",
-                as_utc(expired_before),
+                f"WITH purged AS (DELETE FROM {table} WHERE expires_at < $1 RETURNING 1) SELECT count(*) FROM purged",
+                as_utc(before),
             )
+
+    async def claim_token_id(self, jti: str, intent: str | None, expires_at: datetime, now: datetime) -> bool:
+        async with self._transaction() as connection:
+            # Inserts an unknown jti or replaces an expired one; otherwise returns nothing. A
+            # concurrent first claim makes ours wait for its commit, then find its row unexpired.
+            # The row stays locked either way (ON CONFLICT DO UPDATE locks it even when WHERE is
+            # false), so the intent read next is the one that stays.
+            claimed = await connection.fetchval(
+                "INSERT INTO token_ids AS t (jti, intent, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (jti) DO UPDATE SET intent = excluded.intent, expires_at = excluded.expires_at"
+                " WHERE t.expires_at < $4 RETURNING TRUE",
+                jti,
+                intent,
+                as_utc(expires_at),
+                as_utc(now),
+            )
+            if claimed:
+                return True
+            remembered = await connection.fetchval("SELECT intent FROM token_ids WHERE jti = $1", jti)
+        return is_retry(remembered, intent)
+
+    async def purge_token_ids(self, before: datetime) -> int:
+        return await self._delete_expired("token_ids", before)
+
+    @staticmethod
+    async def _bound_task(
+        connection: asyncpg.Connection, caller: str, key: str, now: datetime
+    ) -> IdempotentTask | None:
+        """The lookup `idempotent_task` and `create_task` share, so both apply one expiry rule."""
+        row = await connection.fetchrow(
+            "SELECT k.fingerprint, t.document FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id"
+            " WHERE k.caller = $1 AND k.key = $2 AND k.expires_at > $3",
+            caller,
+            key,
+            now,
+        )
+        return None if row is None else decode_idempotent_task(row["fingerprint"], row["document"])
+
+    async def idempotent_task(self, caller: str, key: str, now: datetime) -> IdempotentTask | None:
+        async with self._connection() as connection:
+            return await self._bound_task(connection, caller, key, as_utc(now))
 
     @staticmethod
     async def _chain_audit(connection: asyncpg.Connection, drafts: Sequence[AuditDraft]) -> list[AuditEvent]:
@@ -292,15 +340,10 @@ class PostgresStore(Store):
                     now,
                 )
                 if not claimed:
-                    existing = await connection.fetchrow(
-                        "SELECT k.fingerprint, t.document FROM idempotency_keys k"
-                        " JOIN tasks t ON t.id = k.task_id WHERE k.caller = $1 AND k.key = $2",
-                        idempotency.caller,
-                        idempotency.key,
-                    )
-                    return TaskCreation(
-                        decode_task(existing["document"]), False, existing["fingerprint"] == idempotency.fingerprint
-                    )
+                    # The key is unexpired (the claim's WHERE was false) and locked until we end.
+                    bound = await self._bound_task(connection, idempotency.caller, idempotency.key, now)
+                    assert bound is not None
+                    return already_bound(bound, idempotency)
             await connection.execute(
                 "INSERT INTO tasks (id, status, requester, created_at, updated_at, expires_at, version, document)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -409,6 +452,11 @@ class PostgresStore(Store):
             return []
         async with self._transaction() as connection:
             return await self._chain_audit(connection, events)
+
+    async def audit_head(self) -> tuple[int, str]:
+        async with self._connection() as connection:
+            head = await connection.fetchrow("SELECT seq, hash FROM audit_head")
+        return head["seq"], head["hash"]
 
     async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         async with self._connection() as connection:

@@ -145,6 +145,15 @@ class TaskCreation(msgspec.Struct):
     same_body: bool
 
 
+class IdempotentTask(msgspec.Struct):
+    """The task an unexpired `Idempotency-Key` of a caller is bound to, and the fingerprint of the
+    body that created it: the service looks it up before verifying the binding, so that a retry
+    re-presenting a spent `binding_token` gets the original task (ARAP §8.6)."""
+
+    task: TaskRecord
+    fingerprint: str
+
+
 class AuditEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One entry of the tamper-evident audit log: `hash` = sha256 over `prev_hash` and the
     canonical encoding of every other member (see `audit_hash`)."""

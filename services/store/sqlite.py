@@ -20,6 +20,7 @@ from services.store.base import Store, StoreUnavailable
 from services.store.codec import (
     EMPTY_PARENTS,
     EMPTY_PROPERTIES,
+    already_bound,
     approval_row,
     audit_row,
     callback_row,
@@ -30,11 +31,13 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
+    decode_idempotent_task,
     decode_task,
     encode_entity,
     evaluation_row,
     format_time,
     idempotency_row,
+    is_retry,
     leased,
     parse_time,
     released,
@@ -52,6 +55,7 @@ from services.store.records import (
     EntityUid,
     EvaluationRecord,
     IdempotencyClaim,
+    IdempotentTask,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -288,19 +292,56 @@ class SQLiteStore(Store):
         return decode_evaluation(rows[0][0]) if rows else None
 
     async def purge_evaluations(self, expired_before: datetime) -> int:
+        return await self._delete_expired("evaluations", expired_before)
+
+    async def _delete_expired(self, table: str, before: datetime) -> int:
+        """Delete the rows of `table` (one of ours, never caller input) expiring before the instant."""
         async with self._transaction(write=True) as db:
-            cursor = await db.execute(
-                "DELETE FROM evaluations WHERE expires_at < ?", (_format_time(expired_before),)
-            )
+            cursor = await db.execute(f"DELETE FROM {table} WHERE expires_at < ?", (_format_time(before),))
             return cursor.rowcount
 
+    async def claim_token_id(self, jti: str, intent: str | None, expires_at: datetime, now: datetime) -> bool:
+        async with self._transaction(write=True) as db:
+            # Inserts an unknown jti or replaces an expired one; otherwise returns no row.
+            claimed = await db.execute_fetchall(
+                "INSERT INTO token_ids AS t (jti, intent, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (jti) DO UPDATE SET intent = excluded.intent, expires_at = excluded.expires_at"
+                " WHERE t.expires_at < ? RETURNING 1",
+                (jti, intent, _format_time(expires_at), _format_time(now)),
+            )
+            if claimed:
+                return True
+            [(remembered,)] = await db.execute_fetchall("SELECT intent FROM token_ids WHERE jti = ?", (jti,))
+        return is_retry(remembered, intent)
+
+    async def purge_token_ids(self, before: datetime) -> int:
+        return await self._delete_expired("token_ids", before)
+
     @staticmethod
-    async def _chain_audit(db: aiosqlite.Connection, drafts: Sequence[AuditDraft]) -> list[AuditEvent]:
+    async def _bound_task(db: aiosqlite.Connection, caller: str, key: str, now: str) -> IdempotentTask | None:
+        """The lookup `idempotent_task` and `create_task` share, so both apply one expiry rule."""
+        rows = await db.execute_fetchall(
+            "SELECT k.fingerprint, t.document FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id"
+            " WHERE k.caller = ? AND k.key = ? AND k.expires_at > ?",
+            (caller, key, now),
+        )
+        return decode_idempotent_task(*rows[0]) if rows else None
+
+    async def idempotent_task(self, caller: str, key: str, now: datetime) -> IdempotentTask | None:
+        async with self._transaction(write=False) as db:
+            return await self._bound_task(db, caller, key, _format_time(now))
+
+    @staticmethod
+    async def _audit_head(db: aiosqlite.Connection) -> tuple[int, str]:
+        [(seq, hash_)] = await db.execute_fetchall("SELECT seq, hash FROM audit_head")
+        return seq, hash_
+
+    @classmethod
+    async def _chain_audit(cls, db: aiosqlite.Connection, drafts: Sequence[AuditDraft]) -> list[AuditEvent]:
         """Chain `drafts` after the head and advance it (inside the caller's write transaction)."""
         if not drafts:
             return []
-        [(head_seq, head_hash)] = await db.execute_fetchall("SELECT seq, hash FROM audit_head")
-        events = chain_audit(drafts, head_seq, head_hash)
+        events = chain_audit(drafts, *await cls._audit_head(db))
         await db.executemany(
             "INSERT INTO audit_events (seq, at, kind, actor, task_id, prev_hash, hash, document)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -317,14 +358,9 @@ class SQLiteStore(Store):
         key_row = None if idempotency is None else idempotency_row(idempotency, task.id, _format_time)
         async with self._transaction(write=True) as db:
             if idempotency is not None:
-                existing = await db.execute_fetchall(
-                    "SELECT k.fingerprint, t.document FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id"
-                    " WHERE k.caller = ? AND k.key = ? AND k.expires_at > ?",
-                    (idempotency.caller, idempotency.key, now),
-                )
-                if existing:
-                    [(fingerprint, document)] = existing
-                    return TaskCreation(decode_task(document), False, fingerprint == idempotency.fingerprint)
+                bound = await self._bound_task(db, idempotency.caller, idempotency.key, now)
+                if bound is not None:
+                    return already_bound(bound, idempotency)
                 await db.execute(
                     "INSERT INTO idempotency_keys (caller, key, fingerprint, task_id, expires_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (caller, key) DO UPDATE SET"
@@ -433,6 +469,10 @@ class SQLiteStore(Store):
             return []
         async with self._transaction(write=True) as db:
             return await self._chain_audit(db, events)
+
+    async def audit_head(self) -> tuple[int, str]:
+        async with self._transaction(write=False) as db:
+            return await self._audit_head(db)
 
     async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         async with self._transaction(write=False) as db:

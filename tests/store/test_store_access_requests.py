@@ -29,6 +29,7 @@ from services.store.records import (
     CallbackDelivery,
     EvaluationRecord,
     IdempotencyClaim,
+    IdempotentTask,
     TaskCreation,
     TaskItem,
     TaskRecord,
@@ -164,8 +165,8 @@ def assert_chain(events: list[AuditEvent]) -> None:
 # -- migrations -----------------------------------------------------------------------------
 
 
-async def test_migration_0002_is_applied_after_0001(store: Store) -> None:
-    assert await store.applied_migrations() == ["0001_initial", "0002_access_requests"]
+async def test_migrations_are_applied_in_order(store: Store) -> None:
+    assert await store.applied_migrations() == ["0001_initial", "0002_access_requests", "0003_token_ids"]
     assert await store.migrate() == []
     assert await store.get_task("nothing") is None
     assert await store.audit_events() == []
@@ -384,6 +385,51 @@ async def test_concurrent_creates_with_one_key_make_one_task(open_store: OpenSto
     assert_chain(events)
 
 
+async def test_idempotent_task_finds_the_task_bound_to_an_unexpired_key(store: Store) -> None:
+    assert await store.idempotent_task("pep-1", "k1", T0) is None
+    expires_at = T0 + timedelta(hours=1)
+    await store.create_task(task("t1"), idempotency=claim(fingerprint="fp-a", expires_at=expires_at))
+
+    found = await store.idempotent_task("pep-1", "k1", T0)
+    assert found == IdempotentTask(task("t1"), "fp-a")
+    assert found is not None and exact(found.task) == exact(task("t1"))
+    assert await store.idempotent_task("pep-2", "k1", T0) is None  # keys are scoped to the caller
+    assert await store.idempotent_task("pep-1", "k2", T0) is None
+    # Unexpired means expires_at after now, as for create_task's claim.
+    assert await store.idempotent_task("pep-1", "k1", expires_at - timedelta(microseconds=1)) == found
+    assert await store.idempotent_task("pep-1", "k1", expires_at) is None
+    in_paris = expires_at.astimezone(timezone(timedelta(hours=2))) - timedelta(microseconds=1)
+    assert await store.idempotent_task("pep-1", "k1", in_paris) == found
+
+
+async def test_idempotent_task_follows_a_replaced_key_and_writes_nothing(store: Store) -> None:
+    await store.create_task(task("t1"), idempotency=claim(expires_at=T0 + timedelta(hours=1)))
+    later = T0 + timedelta(hours=2)
+    assert await store.idempotent_task("pep-1", "k1", later) is None
+    # The lookup claimed nothing: the expired key is still free to rebind.
+    await store.create_task(
+        task("t2", created_at=later, updated_at=later),
+        idempotency=claim(fingerprint="fp-b", expires_at=later + timedelta(hours=1)),
+    )
+    assert await store.idempotent_task("pep-1", "k1", later) == IdempotentTask(
+        task("t2", created_at=later, updated_at=later), "fp-b"
+    )
+
+
+async def test_idempotent_task_during_concurrent_creates_sees_all_or_nothing(open_store: OpenStore) -> None:
+    writer, first, second = await open_store(), await open_store(), await open_store()
+    for round_ in range(10):
+        key, record = f"k{round_}", task(f"t{round_}")
+        results = await asyncio.gather(
+            *(reader.idempotent_task("pep-1", key, T0) for reader in (first, second, first)),
+            writer.create_task(record, idempotency=claim(key)),
+            *(reader.idempotent_task("pep-1", key, T0) for reader in (second, first, second)),
+        )
+        lookups = results[:3] + results[4:]
+        assert all(found in (None, IdempotentTask(record, "fp-a")) for found in lookups)
+        assert await first.idempotent_task("pep-1", key, T0) == IdempotentTask(record, "fp-a")
+
+
 # -- tasks: updates -------------------------------------------------------------------------
 
 
@@ -522,6 +568,17 @@ async def test_list_tasks_filters_and_pages(store: Store) -> None:
     assert (await store.list_tasks(limit=1))[0] == task("t0", expires_at=T0)
 
 
+async def test_list_tasks_finds_pending_tasks_past_their_expiry(store: Store) -> None:
+    """What an expiry sweep asks: pending tasks whose expires_at is strictly before now."""
+    now = T0 + timedelta(hours=3)
+    for n, (status, expires_at) in enumerate(
+        [("pending", now - timedelta(hours=1)), ("approved", now - timedelta(hours=1)),
+         ("pending", now), ("pending", now - timedelta(microseconds=1)), ("pending", now + timedelta(hours=1))]
+    ):
+        await with_task(store, task(f"t{n}", status=status, expires_at=expires_at))
+    assert [t.id for t in await store.list_tasks(status="pending", expires_before=now)] == ["t0", "t3"]
+
+
 # -- approvals ------------------------------------------------------------------------------
 
 
@@ -586,6 +643,21 @@ async def test_append_audit_chains_from_genesis(store: Store) -> None:
 
     more = await store.append_audit([draft("d")])
     assert more[0].seq == 4 and more[0].prev_hash == appended[2].hash
+
+
+async def test_audit_head_is_the_newest_chained_event(store: Store) -> None:
+    assert await store.audit_head() == (0, GENESIS_HASH)
+    appended = await store.append_audit([draft("a"), draft("b")])
+    assert await store.audit_head() == (2, appended[-1].hash)
+
+    original = await store.create_task(task(), idempotency=None, audit=[draft("task.created")])
+    [created] = await store.audit_events(after_seq=2)
+    assert await store.audit_head() == (3, created.hash)
+    # Writes that chain nothing, or fail, leave the head alone.
+    assert await store.update_task(next_version(original.task), expected_version=0)
+    assert not await store.update_task(next_version(original.task), expected_version=0, audit=[draft("stale")])
+    assert await store.append_audit([]) == []
+    assert await store.audit_head() == (3, created.hash)
 
 
 async def test_audit_events_pages_by_seq(store: Store) -> None:
