@@ -1,0 +1,197 @@
+"""Completion callbacks delivered to PEPs (ARAP §13: AR-77, AR-78; D-ARAP-12).
+
+Tasks queue their callbacks in the store together with the change that caused them. This worker
+claims the due ones under a lease (so replicas and worker processes never deliver one twice at a
+time), posts each with an HMAC signature, and records the outcome: delivered, retried later with
+backoff, or given up. A lost callback never loses a result: the task stays retrievable at its
+status endpoint (AR-80), so nothing here touches the task.
+
+Every attempt checks the destination again: the endpoint must still be registered for the caller,
+and the host is resolved anew and every address checked (DNS rebinding). The connection then goes
+to the checked address itself, with the name kept for the Host header and for TLS, so a second DNS
+answer cannot send the request elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from profiles.arap.callbacks import SIGNATURE_HEADER, callback_signature, check_callback_addresses, check_callback_uri
+from profiles.arap.errors import BadRequest
+from services.config import Config
+from services.store import Store
+from services.store.records import AuditDraft, CallbackDelivery
+
+log = logging.getLogger("arop.callbacks")
+
+BATCH_SIZE = 50
+FIRST_RETRY = timedelta(seconds=5)
+LONGEST_RETRY = timedelta(hours=1)
+MAX_ERROR_LENGTH = 200
+
+
+async def checked_addresses(url: str, allowed_networks: Collection[str]) -> list[str]:
+    """AR-77: resolve the URL's host now and return its addresses once every one passed the SSRF
+    check; BadRequest otherwise. Run at submission and again before every delivery."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise BadRequest("callback.endpoint has an invalid port") from None
+    if not parts.hostname:
+        raise BadRequest("callback.endpoint has no host")
+    loop = asyncio.get_running_loop()
+    try:
+        answers = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise BadRequest("callback.endpoint does not resolve") from None
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in answers))
+    check_callback_addresses(addresses, allowed_networks)
+    return addresses
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """Verifying TLS against the system CAs, plus `ca_file` for receivers under a private PKI.
+    Verification is never switched off: the receiver's certificate is what makes the pinned
+    address the endpoint's host."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after the `attempts`-th failure (5 s, 10 s, 20 s … at most 1 h), with
+    jitter down to half the delay so that callbacks failing together (a receiver outage) do not
+    come back in lockstep."""
+    doublings = min(attempts - 1, 32)  # far past the cap, and within timedelta's range
+    delay = min(FIRST_RETRY * (1 << doublings), LONGEST_RETRY)
+    return delay * random.uniform(0.5, 1.0)
+
+
+def attempted(delivery: CallbackDelivery, now: datetime, error: str | None, *, give_up: bool) -> CallbackDelivery:
+    """The delivery after one more attempt: delivered, failed for good (`give_up`), or due again
+    after a backoff."""
+    attempts = delivery.attempts + 1
+    if error is None:
+        return msgspec.structs.replace(delivery, attempts=attempts, delivered_at=now, last_error=None)
+    if give_up:
+        return msgspec.structs.replace(delivery, attempts=attempts, failed_at=now, last_error=error)
+    return msgspec.structs.replace(
+        delivery, attempts=attempts, next_attempt_at=now + retry_delay(attempts), last_error=error
+    )
+
+
+def short_error(exc: Exception) -> str:
+    """What went wrong, for `last_error`: the exception's kind and message, cut short. Neither
+    carries the secret or the body."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_LENGTH]
+
+
+class CallbackDeliverer:
+    """Delivers the due callbacks of the store (run by the access-request worker)."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.settings = config.access_requests
+        self._callers = {caller.name: caller for caller in config.callers}
+        self._tls = tls_context(self.settings.callback_ca_file)
+
+    async def deliver_due(self, now: datetime) -> int:
+        """Claim the callbacks due at `now` and deliver them; return how many were attempted.
+
+        They go out concurrently, each bounded by `callback_timeout`, so the whole batch ends well
+        within the lease (twice the timeout) and no other worker can claim one meanwhile."""
+        lease = timedelta(seconds=2 * self.settings.callback_timeout)
+        due = await self.store.claim_callbacks(now, lease=lease, limit=BATCH_SIZE)
+        outcomes = await asyncio.gather(*(self._deliver(delivery, now) for delivery in due), return_exceptions=True)
+        for delivery, outcome in zip(due, outcomes):
+            if isinstance(outcome, BaseException):
+                # The lease runs out and the delivery is claimed again on a later run.
+                log.error("callback delivery failed", exc_info=outcome, extra={"callback_id": delivery.id, "task_id": delivery.task_id})
+        return len(due)
+
+    async def _deliver(self, delivery: CallbackDelivery, now: datetime) -> None:
+        try:
+            secret = self._secret_for(delivery)
+        except BadRequest as exc:  # a misconfiguration: retrying cannot help
+            await self._finish(attempted(delivery, now, exc.detail, give_up=True))
+            return
+        error = await self._attempt(delivery, secret, now)
+        give_up = delivery.attempts + 1 >= self.settings.callback_max_attempts
+        await self._finish(attempted(delivery, now, error, give_up=give_up))
+
+    def _secret_for(self, delivery: CallbackDelivery) -> bytes:
+        """The caller's HMAC key (AR-78), once its configuration still allows this endpoint
+        (AR-77): configuration may have changed since the callback was queued."""
+        caller = self._callers.get(delivery.caller)
+        if caller is None:
+            raise BadRequest(f"caller {delivery.caller!r} is no longer configured")
+        if not caller.callback_secret:
+            raise BadRequest(f"caller {delivery.caller!r} has no callback_secret")
+        check_callback_uri(delivery.endpoint, caller.callback_urls)
+        return caller.callback_secret.encode("utf-8")
+
+    async def _attempt(self, delivery: CallbackDelivery, secret: bytes, now: datetime) -> str | None:
+        """One delivery attempt: None when the receiver answered 2xx, else why not."""
+        body = msgspec.json.encode(delivery.body)
+        try:
+            async with asyncio.timeout(self.settings.callback_timeout):
+                addresses = await checked_addresses(delivery.endpoint, self.settings.callback_allow_networks)
+                signature = callback_signature(secret, int(now.timestamp()), body)
+                status = await self._post(delivery.endpoint, addresses[0], body, signature)
+        except BadRequest as exc:
+            return exc.detail
+        except TimeoutError:
+            return f"no answer within {self.settings.callback_timeout:g} s"
+        except (httpx.HTTPError, OSError) as exc:
+            return short_error(exc)
+        return None if 200 <= status < 300 else f"HTTP {status}"
+
+    async def _post(self, endpoint: str, address: str, body: bytes, signature: str) -> int:
+        """POST `body` to `endpoint` over a connection to `address` and return the status.
+
+        A client per delivery: pooled connections are keyed by address, and a connection verified
+        for one host name must not carry a request for another. No proxy from the environment
+        (it would re-resolve the name), no redirects, and the response body is never read."""
+        url = httpx.URL(endpoint)
+        headers = {"Host": url.netloc.decode("ascii"), "Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        async with httpx.AsyncClient(
+            verify=self._tls, trust_env=False, follow_redirects=False, timeout=self.settings.callback_timeout
+        ) as client:
+            request = client.build_request(
+                "POST", url.copy_with(host=address), content=body, headers=headers,
+                extensions={"sni_hostname": url.raw_host.decode("ascii")},
+            )
+            response = await client.send(request, stream=True)
+            await response.aclose()
+            return response.status_code
+
+    async def _finish(self, delivery: CallbackDelivery) -> None:
+        """Store the outcome, then audit a final one (AR-89). Stored first: were the audit lost
+        to a crash in between, the receiver still gets the callback only once."""
+        await self.store.finish_callback(delivery)
+        context = {"callback_id": delivery.id, "task_id": delivery.task_id, "attempts": delivery.attempts}
+        if delivery.delivered_at is not None:
+            log.info("callback delivered", extra=context)
+            await self._audit(delivery, "callback.delivered", delivery.delivered_at)
+        elif delivery.failed_at is not None:
+            log.warning("callback given up", extra={**context, "error": delivery.last_error})
+            await self._audit(delivery, "callback.failed", delivery.failed_at, error=delivery.last_error)
+        else:
+            log.info("callback to be retried", extra={**context, "error": delivery.last_error, "next_attempt_at": delivery.next_attempt_at})
+
+    async def _audit(self, delivery: CallbackDelivery, kind: str, at: datetime, **extra: object) -> None:
+        data = {"event": delivery.event, "endpoint": delivery.endpoint, "attempts": delivery.attempts, **extra}
+        await self.store.append_audit([AuditDraft(at=at, kind=kind, actor="arop", task_id=delivery.task_id, data=data)])
