@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from joserfc.jwk import ECKey
 
 from profiles.arap.compare import (
     Covered,
@@ -32,6 +31,9 @@ from profiles.arap.signed import (
     sign_jwt,
     verify_jwt,
 )
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
 
 Reason = Literal["approval_expired", "out_of_scope", "grant_pending", "policy_denied", "approval_unverifiable"]
 NextAction = Literal["request", "retry", "none"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import msgspec
-from joserfc.jwk import ECKey
 
 from profiles.arap.compare import (
     Covered,
@@ -32,6 +32,9 @@ from profiles.arap.signed import (
     sign_jwt,
     verify_jwt,
 )
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
 
 SeenJti = Callable[[str, datetime], bool]
 """`(jti, until) -> already seen?`: remembers `jti` until `until` and answers whether it had

@@ -7,25 +7,36 @@ scope) is the caller's, in the order its own procedure prescribes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 
 from profiles.arap.model import JSONObject
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
 
 ALGORITHM = "ES256"
 BINDING_TYP = "arap-binding+jwt"
 APPROVAL_TYP = "arap-approval+jwt"
 
-# Only ES256: `alg: none`, HMAC (key confusion with a public key as the secret) and every
-# other algorithm fail before a key is even looked up.
-_REGISTRY = jws.JWSRegistry(algorithms=[ALGORITHM])
 
-KeyResolver = Callable[[str | None, str | None], ECKey | None]
+
+@functools.cache
+def _jose() -> Any:
+    """joserfc, loaded on first use: with cryptography under it, it costs every worker ~15 MiB,
+    which a PDP whose bundle never issues ARAP artifacts should not pay. The registry allows
+    only ES256: `alg: none`, HMAC (key confusion with a public key as the secret) and every
+    other algorithm fail before a key is even looked up."""
+    from joserfc import jws, jwt
+    from joserfc.errors import JoseError
+
+    return jws, jwt, JoseError, jws.JWSRegistry(algorithms=[ALGORITHM])
+
+KeyResolver = Callable[[str | None, str | None], "ECKey | None"]
 """`(iss, kid) -> key`: a key trusted for that issuer, else None. The service refreshes its JWK
 Set once on a miss (AR-5) before answering None."""
 
@@ -48,6 +59,7 @@ def sign_jwt(claims: JSONObject, key: ECKey, typ: str) -> str:
     header: JSONObject = {"alg": ALGORITHM, "typ": typ}
     if key.kid:
         header["kid"] = key.kid
+    jwt = _jose()[1]
     return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
 
 
@@ -60,8 +72,9 @@ def media_type(typ: object) -> str:
 def verify_jwt(token: str, *, resolve_key: KeyResolver, audience: str) -> VerifiedToken:
     """Steps 1-2 of AR-26 (and AR-69): parse, select the key by `iss` + `kid`, check the
     signature, then `aud` (absent or not naming `audience` fails). Raises UnverifiedToken."""
+    jws, _, JoseError, registry = _jose()
     try:
-        compact = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
+        compact = jws.extract_compact(token.encode("ascii"), registry=registry)
     except (JoseError, ValueError, UnicodeError):
         raise UnverifiedToken("not a compact JWS") from None
     header = compact.headers()
@@ -77,7 +90,7 @@ def verify_jwt(token: str, *, resolve_key: KeyResolver, audience: str) -> Verifi
     if key is None:
         raise UnverifiedToken(f"no key trusted for iss {issuer!r} with kid {kid!r}")
     try:
-        valid = jws.validate_compact(compact, key, registry=_REGISTRY)
+        valid = jws.validate_compact(compact, key, registry=registry)
     except (JoseError, ValueError):
         valid = False
     if not valid:

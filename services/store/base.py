@@ -136,9 +136,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_task(
-        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+        self,
+        task: TaskRecord,
+        *,
+        idempotency: IdempotencyClaim | None,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
     ) -> TaskCreation:
-        """Insert `task` (and chain `audit`), unless `idempotency` names a key this caller already
+        """Insert `task` with its approvals and callbacks (and chain `audit`), unless `idempotency` names a key this caller already
         used and that has not expired at `task.created_at`: then nothing is written and the
         existing task is returned with `created=False` and `same_body` telling whether the
         fingerprints match. Concurrent calls with one key create exactly one task. An expired key

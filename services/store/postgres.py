@@ -322,7 +322,13 @@ class PostgresStore(Store):
         return events
 
     async def create_task(
-        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+        self,
+        task: TaskRecord,
+        *,
+        idempotency: IdempotencyClaim | None,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
     ) -> TaskCreation:
         row = task_row(task, as_utc)
         now = as_utc(task.created_at)
@@ -349,7 +355,7 @@ class PostgresStore(Store):
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 *row,
             )
-            await self._chain_audit(connection, audit)
+            await self._insert_with_task(connection, approvals, audit, callbacks)
         return TaskCreation(decode_task(row[-1]), True, True)
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -368,8 +374,6 @@ class PostgresStore(Store):
     ) -> bool:
         check_next_version(task, expected_version)
         task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(task, as_utc)
-        approval_rows = [approval_row(approval, as_utc) for approval in approvals]
-        callback_rows = [callback_row(callback, as_utc) for callback in callbacks]
         async with self._transaction() as connection:
             # A concurrent writer of the same task waits for our commit, then re-checks the
             # version against the committed row and updates nothing.
@@ -386,20 +390,30 @@ class PostgresStore(Store):
             )
             if not updated:
                 return False
-            if approval_rows:
-                await connection.executemany(
-                    "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
-                    " VALUES ($1, $2, $3, $4, $5, $6)",
-                    approval_rows,
-                )
-            if callback_rows:
-                await connection.executemany(
-                    "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
-                    " failed_at, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    callback_rows,
-                )
-            await self._chain_audit(connection, audit)
+            await self._insert_with_task(connection, approvals, audit, callbacks)
         return True
+
+    async def _insert_with_task(
+        self,
+        connection: asyncpg.Connection,
+        approvals: Sequence[ApprovalRecord],
+        audit: Sequence[AuditDraft],
+        callbacks: Sequence[CallbackDelivery],
+    ) -> None:
+        """What commits together with a task write: its approvals, callbacks and audit events."""
+        if approvals:
+            await connection.executemany(
+                "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                [approval_row(approval, as_utc) for approval in approvals],
+            )
+        if callbacks:
+            await connection.executemany(
+                "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
+                " failed_at, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                [callback_row(callback, as_utc) for callback in callbacks],
+            )
+        await self._chain_audit(connection, audit)
 
     async def list_tasks(
         self,

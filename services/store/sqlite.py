@@ -351,7 +351,13 @@ class SQLiteStore(Store):
         return events
 
     async def create_task(
-        self, task: TaskRecord, *, idempotency: IdempotencyClaim | None, audit: Sequence[AuditDraft] = ()
+        self,
+        task: TaskRecord,
+        *,
+        idempotency: IdempotencyClaim | None,
+        approvals: Sequence[ApprovalRecord] = (),
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
     ) -> TaskCreation:
         row = task_row(task, _format_time)
         now = _format_time(task.created_at)
@@ -373,7 +379,7 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-            await self._chain_audit(db, audit)
+            await self._insert_with_task(db, approvals, audit, callbacks)
         return TaskCreation(decode_task(row[-1]), True, True)
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -394,8 +400,6 @@ class SQLiteStore(Store):
         task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(
             task, _format_time
         )
-        approval_rows = [approval_row(approval, _format_time) for approval in approvals]
-        callback_rows = [callback_row(callback, _format_time) for callback in callbacks]
         async with self._transaction(write=True) as db:
             cursor = await db.execute(
                 "UPDATE tasks SET status = ?, updated_at = ?, expires_at = ?, version = ?, document = ?"
@@ -404,18 +408,28 @@ class SQLiteStore(Store):
             )
             if cursor.rowcount != 1:
                 return False
-            await db.executemany(
-                "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                approval_rows,
-            )
-            await db.executemany(
-                "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
-                " failed_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                callback_rows,
-            )
-            await self._chain_audit(db, audit)
+            await self._insert_with_task(db, approvals, audit, callbacks)
         return True
+
+    async def _insert_with_task(
+        self,
+        db: aiosqlite.Connection,
+        approvals: Sequence[ApprovalRecord],
+        audit: Sequence[AuditDraft],
+        callbacks: Sequence[CallbackDelivery],
+    ) -> None:
+        """What commits together with a task write: its approvals, callbacks and audit events."""
+        await db.executemany(
+            "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [approval_row(approval, _format_time) for approval in approvals],
+        )
+        await db.executemany(
+            "INSERT INTO callbacks (id, task_id, attempts, next_attempt_at, lease_until, delivered_at,"
+            " failed_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [callback_row(callback, _format_time) for callback in callbacks],
+        )
+        await self._chain_audit(db, audit)
 
     async def list_tasks(
         self,

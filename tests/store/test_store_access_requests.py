@@ -302,6 +302,24 @@ async def test_create_task_chains_its_audit_events(store: Store) -> None:
     assert_chain(events)
 
 
+async def test_create_task_inserts_its_approvals_and_callbacks_atomically(store: Store) -> None:
+    """An auto-approved task is created approved: the task, its approval and its callback
+    commit together, or (the key already bound) none of them."""
+    created = await store.create_task(
+        task(), idempotency=claim(), approvals=[approval()], callbacks=[callback("c1")], audit=[draft()]
+    )
+    assert created.created
+    assert await store.get_approval("a1") == approval()
+    assert [c.id for c in await store.claim_callbacks(T0, lease=timedelta(minutes=1))] == ["c1"]
+
+    again = await store.create_task(
+        task("t2"), idempotency=claim(), approvals=[approval("a2", "t2")], callbacks=[callback("c2", "t2")]
+    )
+    assert not again.created
+    assert await store.get_approval("a2") is None
+    assert await store.claim_callbacks(T0, lease=timedelta(minutes=1)) == []
+
+
 # -- tasks: idempotency ---------------------------------------------------------------------
 
 
