@@ -11,6 +11,10 @@ from typing import Any
 from litestar import Litestar
 
 from services import admin, ops
+from services.access_requests import api as ars_api
+from services.access_requests.delivery import CallbackDeliverer
+from services.access_requests.service import AccessRequestService
+from services.access_requests.worker import AccessRequestWorker
 from services.auth import Authenticator
 from services.config import Config, load_config
 from services.http import EXCEPTION_HANDLERS
@@ -43,6 +47,9 @@ def create_app(config: Config) -> Any:
     middleware, which must see every response, including the framework's own errors."""
     store = create_store(config.store.url, pool_min=config.store.pool_min, pool_max=config.store.pool_max)
     runtime = PolicyRuntime(config.bundle_path(), store, reload_interval=config.policy.reload_interval, max_depth=config.server.max_json_depth)
+    key_ring = KeyRing(store)
+    access_requests = AccessRequestService(config, store, runtime, key_ring)
+    worker = AccessRequestWorker(access_requests, CallbackDeliverer(store, config))
     changes = None
     if config.redis.url:  # imported only when used: redis-py costs every worker ~15 MiB
         from services.changes import ChangeFeed
@@ -56,17 +63,19 @@ def create_app(config: Config) -> Any:
         await runtime.start()
         if changes:
             changes.start(lambda topic: runtime.refresh())
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             if changes:
                 await changes.close()
             await runtime.stop()
             await store.close()
 
     app = App(
-        route_handlers=[pdp_api.router(config), admin.router, *ops.ROUTES],
-        exception_handlers=EXCEPTION_HANDLERS,
+        route_handlers=[pdp_api.router(config), ars_api.router, admin.router, *ops.ROUTES],
+        exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS},
         lifespan=[lifespan],
         openapi_config=None,
         request_max_body_size=config.server.max_body_bytes,
@@ -78,7 +87,8 @@ def create_app(config: Config) -> Any:
     app.state.runtime = runtime
     app.state.changes = changes
     app.state.authenticator = Authenticator(config.callers, config.reviewers)
-    app.state.key_ring = KeyRing(store)
+    app.state.key_ring = key_ring
+    app.state.access_requests = access_requests
     return RequestContextMiddleware(app, access_log=config.logging.access_log)
 
 

@@ -104,6 +104,9 @@ class CallerConfig(_Section):
     # prefixes ending in "/"), and the HMAC key the service signs its callbacks with (AR-78).
     callback_urls: list[str] = msgspec.field(default_factory=list)
     callback_secret: str = ""
+    # The caller authenticates the actors it names in `client.actor` itself (e.g. an AS that
+    # validated an RFC 8693 token with `act` claims). Others may not claim actors (AR-92).
+    vouches_for_actors: bool = False
 
 
 class EntityRef(_Section):

@@ -124,8 +124,17 @@ def on_authzen_error(_: Request[Any, Any, Any], exc: AuthZENError) -> Response[b
     return _authzen_error(exc.status, exc.error, exc.message)
 
 
+# The Access Request Service lives under /access/v1/ too, but answers RFC 9457 problems (AR-83).
+_PROBLEM_PATHS = ("/access/v1/requests", "/access/v1/request-schemas/")
+
+
+def is_authzen_path(path: str) -> bool:
+    """Errors of the AuthZEN endpoints have the AuthZEN shape (authzen-api.md §8.4)."""
+    return path.startswith("/access/") and not path.startswith(_PROBLEM_PATHS)
+
+
 def on_auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[bytes]:
-    if request.url.path.startswith("/access/"):
+    if is_authzen_path(request.url.path):
         return _authzen_error(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
     return Problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.message).response()
 
@@ -143,7 +152,7 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
     status = exc.status_code
     headers = dict(exc.headers or {})
     message = exc.detail or "error"
-    if request.url.path.startswith("/access/"):
+    if is_authzen_path(request.url.path):
         response = _authzen_error(status, _HTTP_ERRORS.get(status, "error"), message)
     else:
         response = Problem(status, message, message).response()
@@ -158,7 +167,7 @@ def on_store_unavailable(_: Request[Any, Any, Any], exc: StoreUnavailable) -> Re
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", extra={"path": request.url.path})
-    if request.url.path.startswith("/access/"):
+    if is_authzen_path(request.url.path):
         return _authzen_error(500, "server_error", "internal error")
     return Problem(500, "Internal Server Error", "internal error").response()
 

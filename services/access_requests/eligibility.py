@@ -22,15 +22,19 @@ Refusal = Literal["not_an_approver", "self_approval", "separation_of_duties", "a
 
 
 class Parties(msgspec.Struct, frozen=True):
-    """Who the request is by and for. `actors` is the delegation chain acting for the subject
-    (e.g. the AI agent), `requester` the identity that submitted it when it is an entity."""
+    """Who the request is by and for: the subject entity, the identifiers of the delegation
+    chain acting for it (`subject.properties.act`, `client.actor`: ARAP actors are identified by
+    strings, not typed entities) and the caller that submitted it.
+
+    Actor and requester identifiers match an approver by id whatever its type: for refusing
+    self-approval, a false match only refuses more (AR-96)."""
 
     subject: EntityUid
-    actors: tuple[EntityUid, ...] = ()
-    requester: EntityUid | None = None
+    actors: frozenset[str] = frozenset()
+    requester: str | None = None
 
     def includes(self, who: EntityUid) -> bool:
-        return who == self.subject or who == self.requester or who in self.actors
+        return who == self.subject or who.id == self.requester or who.id in self.actors
 
 
 class RequestView(msgspec.Struct, frozen=True):
@@ -75,13 +79,16 @@ def refusal(
     view: RequestView,
     index: EntityIndex,
     decided: Mapping[int, Iterable[EntityUid]],
+    escalated: bool = False,
 ) -> Refusal | None:
     """Why `approver` may not decide step `step_index` now, or None when they may. `decided`
-    maps each step index to the approvers who already decided it."""
+    maps each step index to the approvers who already decided it; an `escalated` step also
+    accepts its `escalate_to` approvers."""
     step: Step = workflow.steps[step_index]
     if approver in decided.get(step_index, ()):
         return "already_decided"
-    if approver not in selected(step.approvers, view, index):
+    candidates = [*step.approvers, *step.escalate_to] if escalated else step.approvers
+    if approver not in selected(candidates, view, index):
         return "not_an_approver"
     if parties.includes(approver) and not workflow.allow_self_approval:
         return "self_approval"

@@ -1,0 +1,52 @@
+"""The Access Request Service's background work, run in every worker process and replica:
+pending tasks expire on time (AR-87), step timeouts expire or escalate, recorded evaluations
+and remembered token ids are purged after their windows, and callbacks are delivered.
+
+Running it everywhere at once is safe: task changes are version-checked, callback deliveries
+leased, purges idempotent. A failed round is logged and the next one tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from services import background
+from services.access_requests.delivery import CallbackDeliverer
+from services.access_requests.service import AccessRequestService
+from services.store import StoreUnavailable
+
+log = logging.getLogger("arop.access_requests")
+
+
+class AccessRequestWorker:
+    def __init__(self, service: AccessRequestService, deliverer: CallbackDeliverer) -> None:
+        self.service = service
+        self.deliverer = deliverer
+        self.interval = service.config.access_requests.worker_interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="access-request-worker")
+
+    async def stop(self) -> None:
+        await background.stop(self._task)
+
+    async def run_once(self, now: datetime) -> None:
+        store = self.service.store
+        await self.service.expire_due(now)
+        # Submissions are refused after expiry + skew anyway; keep the records that long.
+        await store.purge_evaluations(now - self.service.skew)
+        await store.purge_token_ids(now - self.service.skew)
+        await self.deliverer.deliver_due(datetime.now(UTC))
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once(datetime.now(UTC))
+            except StoreUnavailable:
+                log.warning("store unavailable; access-request housekeeping resumes when it returns")
+            except Exception:  # keep going: the next round may succeed
+                log.exception("access-request housekeeping failed")
