@@ -215,6 +215,18 @@ def cmd_callers_new_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reviewers_new_key(args: argparse.Namespace) -> int:
+    from services.auth import new_api_key
+
+    entity_type, separator, entity_id = args.entity.partition("::")
+    if not separator or not entity_type or not entity_id:
+        return _fail(f"--entity: {args.entity!r} is not Type::id (e.g. User::alice)")
+    key, digest = new_api_key()
+    print(f"API key (shown once, give it to the reviewer): {key}\n")
+    print(f'[[reviewers]]\nname = "{args.name}"\nentity = {{ type = "{entity_type}", id = "{entity_id}" }}\nkey_sha256 = "{digest}"')
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="arop", description="AuthZEN PDP and access-request service")
     commands = root.add_subparsers(dest="command", required=True)
@@ -266,8 +278,14 @@ def parser() -> argparse.ArgumentParser:
     callers = commands.add_parser("callers", help="API callers").add_subparsers(dest="callers_command", required=True)
     new_key = callers.add_parser("new-key", help="generate an API key and its [[callers]] configuration entry")
     new_key.add_argument("--name", required=True)
-    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=["evaluate", "explain", "admin"])
+    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=["evaluate", "explain", "request", "cancel", "admin"])
     new_key.set_defaults(run=cmd_callers_new_key)
+
+    reviewers = commands.add_parser("reviewers", help="people who decide access requests").add_subparsers(dest="reviewers_command", required=True)
+    reviewer_key = reviewers.add_parser("new-key", help="generate a reviewer API key and its [[reviewers]] entry")
+    reviewer_key.add_argument("--name", required=True)
+    reviewer_key.add_argument("--entity", required=True, help="the entity workflows select approvers by, Type::id (e.g. User::alice)")
+    reviewer_key.set_defaults(run=cmd_reviewers_new_key)
     return root
 
 
