@@ -46,6 +46,7 @@ class KeyRing:
         self._keys: list[SigningKey] = []
         self._loaded_at: datetime | None = None
         self._public: dict[str, ECKey] = {}
+        self._current: tuple[str, ECKey] | None = None
 
     async def _load(self) -> list[SigningKey]:
         now = datetime.now(timezone.utc)
@@ -60,9 +61,12 @@ class KeyRing:
         return keys
 
     async def current(self) -> ECKey:
-        """The newest key: what every new signature uses."""
+        """The newest key: what every new signature uses. Imported once per key, not per
+        signature: requestable denials sign on the decision path."""
         newest = (await self._load())[0]
-        return _ec_key().import_key(msgspec.json.decode(newest.private_jwk))
+        if self._current is None or self._current[0] != newest.kid:
+            self._current = (newest.kid, _ec_key().import_key(msgspec.json.decode(newest.private_jwk)))
+        return self._current[1]
 
     async def resolver(self, token: object, issuers: frozenset[str]) -> KeyResolver:
         """A `(iss, kid) -> key` resolver for verifying `token` (profiles.arap.signed): our own

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, Router, get
@@ -22,26 +24,12 @@ from profiles.authzen.transport import check_media_type, decode_body
 from services.config import Config
 from services.http import JsonPost, encode, json_post, json_response
 from services.observability import decision_counter
-from services.pdp.engine import Outcome
+from services.pdp.decisions import DecisionRun, carries_approval, issues_access_requests, with_arap_metadata
 from services.pdp.runtime import PolicyRuntime
 from services.pdp.search import search
 
 AnyRequest = Request[Any, Any, Any]
-
-
-def to_decision(outcome: Outcome, expose_policy_ids: bool) -> Decision:
-    """The wire Decision (AZ-4). A denial says why in a machine-readable `reason`, names the
-    determining policies when configured to, and carries a request problem as `error`."""
-    if outcome.allowed:
-        return Decision(True)
-    context: dict[str, Any] = {"reason": outcome.reason}
-    if expose_policy_ids and outcome.policies:
-        context["policies"] = outcome.policies
-    if outcome.reason in ("unsupported_value", "unknown_entity_type"):
-        context["error"] = {"status": 400, "message": outcome.error}
-    elif outcome.reason == "evaluation_error":
-        context["error"] = {"status": 500, "message": "the policy engine could not evaluate this request"}
-    return Decision(False, context)
+log = logging.getLogger("arop.pdp")
 
 
 def _body(post: JsonPost) -> tuple[bytes, bool]:
@@ -53,10 +41,8 @@ def _body(post: JsonPost) -> tuple[bytes, bool]:
     return post.body, config.pdp.expose_policy_ids or "explain" in post.caller.scopes
 
 
-def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[EvaluationRequest, ...], api: str, explain: bool) -> list[Decision]:
-    runtime: PolicyRuntime = post.app.state.runtime
-    outcomes = runtime.current().evaluate(evaluations)
-    decisions = [to_decision(o, explain) for o in outcomes]
+def _decide(run: DecisionRun, evaluations: Sequence[EvaluationRequest], api: str) -> list[Decision]:
+    decisions = run.decide(evaluations)
     permits = sum(d.decision for d in decisions)
     if permits:
         decision_counter(api, True).inc(permits)
@@ -67,20 +53,37 @@ def _decide(post: JsonPost, evaluations: list[EvaluationRequest] | tuple[Evaluat
 
 @json_post("/access/v1/evaluation", name="evaluation", requires="evaluate")
 async def evaluation(post: JsonPost) -> bytes:
-    """§4: one decision; a deny is a 200 (AZ-7)."""
+    """§4: one decision; a deny is a 200 (AZ-7). ARAP: a requestable denial carries its
+    `access_request`, a re-evaluation's `context.approval` is verified (services.pdp.decisions)."""
     body, explain = _body(post)
-    return encode(_decide(post, (decode_body(body, EvaluationRequest),), "evaluation", explain)[0])
+    request = decode_body(body, EvaluationRequest)
+    run = DecisionRun(post.app, post.caller, explain)
+    if carries_approval(request):
+        await run.prefetch((request,))
+    decision = _decide(run, (request,), "evaluation")[0]
+    if run.unfinished:
+        await run.finish()
+    return encode(decision)
 
 
 @json_post("/access/v1/evaluations", name="evaluations", requires="evaluate")
 async def evaluations(post: JsonPost) -> bytes:
-    """§5: a single Decision when `evaluations` is absent or empty (AZ-8), else the array."""
+    """§5: a single Decision when `evaluations` is absent or empty (AZ-8), else the array.
+    Each item is requestable, or a re-evaluation, on its own (spec/arap.md §6 ambiguity note)."""
     config: Config = post.app.state.config
     body, explain = _body(post)
     plan = plan_evaluations(decode_body(body, EvaluationsRequest), config.pdp.max_batch_items)
-    if not isinstance(plan, BatchPlan):
-        return encode(_decide(post, (plan,), "evaluations", explain)[0])
-    return encode(EvaluationsResponse(execute_batch(plan, lambda items: _decide(post, list(items), "evaluations", explain))))
+    run = DecisionRun(post.app, post.caller, explain)
+    items = [plan] if isinstance(plan, EvaluationRequest) else plan.items
+    if any(isinstance(item, EvaluationRequest) and carries_approval(item) for item in items):
+        await run.prefetch(items)
+    if isinstance(plan, BatchPlan):
+        answer: Any = EvaluationsResponse(execute_batch(plan, lambda batch: _decide(run, batch, "evaluations")))
+    else:
+        answer = _decide(run, (plan,), "evaluations")[0]
+    if run.unfinished:
+        await run.finish()
+    return encode(answer)
 
 
 def _search(post: JsonPost, kind: SearchKind, type_: type) -> bytes:
@@ -106,11 +109,13 @@ async def search_action(post: JsonPost) -> bytes:
 
 
 async def metadata(request: AnyRequest) -> Response[bytes]:
-    """§7: built from the configured identifier, never from the Host header (AZ-34)."""
+    """§7: built from the configured identifier, never from the Host header (AZ-34), with the
+    ARAP discovery members (spec/arap.md §1) when access requests are issued."""
     config: Config = request.app.state.config
     base = config.server.base_url()
     document = build_metadata(base, jwks_uri=f"{base}/.well-known/jwks.json" if config.pdp.signed_metadata else None)
-    if config.pdp.signed_metadata:
+    document = with_arap_metadata(config, document)
+    if config.pdp.signed_metadata:  # over the final document (D-ARAP-13)
         document = sign_metadata(document, await request.app.state.key_ring.current(), ttl_seconds=config.pdp.metadata_max_age)
     return json_response(document, headers={"Cache-Control": f"max-age={config.pdp.metadata_max_age}"})
 
@@ -120,6 +125,11 @@ def router(config: Config) -> Router:
     identifier looks for it (AZ-31): answering at the bare well-known path for a tenant
     identifier would hand out a `policy_decision_point` the PEP did not derive (AZ-34)."""
     metadata_paths = [metadata_path(config.server.base_url())]
+    if not issues_access_requests(config):
+        log.warning(
+            "denials are never requestable: the Access Request Endpoint %s is not https (AR-6); set server.public_url",
+            config.access_request_endpoint(),
+        )
     return Router(
         "/",
         route_handlers=[

@@ -27,8 +27,9 @@ from typing import Any, Literal
 import msgspec
 from cedarpy import pst
 
-from services.access_requests.workflows import WORKFLOWS_FILE, Workflows, load_workflows
+from services.access_requests.workflows import WORKFLOWS_FILE, Workflows, auto_approve_policy, load_workflows
 from services.pdp import cedar
+from services.pdp.context_members import bundle_members
 from services.pdp.entities import EntityIndex
 from services.pdp.values import UnsupportedValue, to_cedar_record
 from services.store.records import EntityRecord, EntityUid
@@ -94,6 +95,12 @@ class Bundle(msgspec.Struct, frozen=True):
     # Entities the policies name as literals (`Group::"admins"`, `Settings::"global"`): Cedar may
     # read them in any evaluation, so every entity slice includes them.
     literal_uids: frozenset[EntityUid] = frozenset()
+    # The context members a policy or an auto-approval condition reads (AR-17, AR-19): what a
+    # requestable denial binds. None: some condition reads the context whole, so every member
+    # a request sends binds (services.pdp.context_members).
+    context_members: frozenset[str] | None = frozenset()
+    # template → cedar.PolicySet of the workflow's `auto_approve` condition (Engine.auto_approved).
+    auto_approve: dict[str, Any] = {}
 
 
 def bundle_files(path: Path) -> list[Path]:
@@ -149,6 +156,7 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     if problems:
         raise BundleError(problems)
+    auto_approve = _auto_approve_policies(workflows)
     return Bundle(
         path=root,
         version=digest.hexdigest()[:16],
@@ -161,7 +169,20 @@ def load_bundle(path: str | Path) -> Bundle:
         workflows=workflows,
         resource_identity_free=identity_free[0],
         literal_uids=frozenset(literals),
+        context_members=bundle_members([*standing.values(), *tiered.values(), *auto_approve.values()]),
+        auto_approve={template: cedar.policy_set_from_json({"auto_approve": body}) for template, body in auto_approve.items()},
     )
+
+
+def _auto_approve_policies(workflows: Workflows) -> dict[str, dict[str, Any]]:
+    """The JSON EST of each workflow's `auto_approve` condition, by template. Compiled once per
+    bundle version like every policy; the conditions were checked by load_workflows."""
+    policies = {}
+    for template, workflow in workflows.by_template.items():
+        if workflow.auto_approve is not None:
+            (body,) = cedar.policy_to_json(auto_approve_policy(workflow.auto_approve))["staticPolicies"].values()
+            policies[template] = body
+    return policies
 
 
 _ACTION_DECL = re.compile(r'^action "((?:[^"\\]|\\.)*)"(?: in \[([^\]]*)\])?', re.MULTILINE)

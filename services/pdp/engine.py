@@ -5,6 +5,8 @@ stored attributes; `action.name` → `Action::"name"`; resource like subject; `c
 Cedar context. Cedar actions carry no request attributes, so `action.properties` is exposed to
 policies as `context.action_properties` (a reserved name: a PEP cannot set it directly, nor
 `context.client_evidence`, which only verified client evidence may fill; policy tests give it with the case member `client_evidence`).
+`context.approval` (ARAP §12) is reserved too: the service verifies it, and a policy must never
+be fooled by a forged one, so Cedar never sees it.
 
 Standing access decides. Only a denial that no `forbid` caused consults the tier permits
 (`@requestable`, `@challenge`), to say which of them would have matched.
@@ -23,13 +25,12 @@ import msgspec
 from profiles.authzen.model import Action, EvaluationRequest, Resource, Subject
 from services.pdp import cedar
 from services.pdp.bundle import Bundle, PolicyInfo, is_cedar_type
+# The reserved context names live with the analysis of which members bind; importable from here.
+from services.pdp.context_members import ACTION_PROPERTIES, APPROVAL, CLIENT_EVIDENCE, RESERVED_CONTEXT  # noqa: F401
 from services.pdp.entities import EntityIndex, Part, entity_refs
 from services.pdp.values import UnsupportedValue, to_cedar_record
 from services.store.records import EntityUid
 
-ACTION_PROPERTIES = "action_properties"
-CLIENT_EVIDENCE = "client_evidence"
-RESERVED_CONTEXT = frozenset({ACTION_PROPERTIES, CLIENT_EVIDENCE})
 _encode = msgspec.json.Encoder().encode
 ENTITY_CACHE_BYTES = 16 * 1024 * 1024  # per engine (one per bundle version and worker)
 ENTITY_CACHE_MAX_DOCUMENT = 64 * 1024
@@ -110,6 +111,20 @@ class Engine:
                 outcome.challenges = [p for p in matched if p.challenge is not None]
         return outcomes  # type: ignore[return-value]
 
+    def auto_approved(self, template: str, request: EvaluationRequest) -> bool:
+        """Does the `auto_approve` condition of workflow `template` hold for `request`? Evaluated
+        like a policy, on the same entity slice and context as a decision. No condition, a
+        request Cedar cannot take, an error or anything but Allow is False: fail closed."""
+        policies = self.bundle.auto_approve.get(template)
+        if policies is None:
+            return False
+        try:
+            prepared = self._prepare(0, request, None, {})
+        except (UnsupportedValue, _UnknownType):
+            return False
+        (response,) = self._run(policies, [prepared])
+        return response.decision == "Allow" and not response.diagnostics.errors
+
     def _prepare(self, i: int, request: EvaluationRequest, extra: dict[str, Any] | None, parts: dict[int, Any]) -> _Prepared:
         subject, action, resource = request.subject, request.action, request.resource
         for what, kind in (("subject", subject.type), ("resource", resource.type)):
@@ -117,9 +132,10 @@ class Engine:
                 raise _UnknownType(f"{what}.type {kind!r} is not a type this PDP knows")
         context: dict[str, Any] = {}
         if request.context:
-            context = to_cedar_record(request.context, "context", self.max_depth)
-            for name in RESERVED_CONTEXT.intersection(context):
-                del context[name]
+            given = request.context
+            if not RESERVED_CONTEXT.isdisjoint(given):  # stripped before conversion: never read, never refused
+                given = {name: value for name, value in given.items() if name not in RESERVED_CONTEXT}
+            context = to_cedar_record(given, "context", self.max_depth)
         if action.properties:
             context[ACTION_PROPERTIES] = to_cedar_record(action.properties, "action.properties", self.max_depth)
         if extra:

@@ -35,7 +35,15 @@ def fetch(client: httpx.Client, path: str = WELL_KNOWN, **headers: str) -> dict[
 
 
 def expected_document(base: str) -> dict[str, Any]:
-    return {"policy_decision_point": base, **{member: base + path for member, path in ENDPOINTS.items()}}
+    """The AuthZEN members, plus ARAP discovery (spec/arap.md §1): every server here issues
+    access requests (an https or loopback identifier); tests/contract/test_arap_pdp.py covers it."""
+    return {
+        "policy_decision_point": base,
+        **{member: base + path for member, path in ENDPOINTS.items()},
+        "access_request_endpoint": f"{base}/access/v1/requests",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "capabilities": ["urn:openid:authzen:capability:access-request"],
+    }
 
 
 # -- AZ-27, AZ-29, AZ-32, AZ-33 ----------------------------------------------------------------
@@ -51,7 +59,7 @@ def test_az_29_no_null_or_empty_members(client: httpx.Client) -> None:
         assert value is not None, member
         assert value != [] and value != "" and value != {}, member
     assert "capabilities" not in document or (isinstance(document["capabilities"], list) and document["capabilities"])
-    assert "signed_metadata" not in document and "jwks_uri" not in document, "signing is off on this server"
+    assert "signed_metadata" not in document, "signing is off on this server"
 
 
 def test_az_33_metadata_is_cacheable(client: httpx.Client) -> None:
@@ -152,7 +160,7 @@ def ok_json(response: httpx.Response) -> dict[str, Any]:
 def test_az_35_signed_metadata_is_published_with_its_key_location(signed_response: httpx.Response, secured_server: RunningServer) -> None:
     signed = ok_json(signed_response)
     base = secured_server.base_url
-    assert {k: v for k, v in signed.items() if k not in ("signed_metadata", "jwks_uri")} == expected_document(base)
+    assert {k: v for k, v in signed.items() if k != "signed_metadata"} == expected_document(base)
     assert signed["jwks_uri"] == f"{base}/.well-known/jwks.json"
     assert isinstance(signed["signed_metadata"], str) and signed["signed_metadata"].count(".") == 2
 

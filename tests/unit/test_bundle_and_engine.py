@@ -275,3 +275,57 @@ def test_agents_workflow_loads_with_its_request_schema() -> None:
     assert workflow is not None and [s.name for s in workflow.steps] == ["owner"]
     assert parse_duration(workflow.max_approval, "max_approval").total_seconds() == 86400
     assert bundle.workflows.request_schemas["owner_approval"]["required"] == ["context"]
+
+
+# -- ARAP: auto-approval conditions and the reserved `approval` member ---------------------------
+
+AGENTS = TODO.parent / "agents"
+
+
+def agent_buy(amount: object = None, resource: str = "alice-main", **context: object) -> EvaluationRequest:
+    given = dict(context) if amount is None else {"amount": amount, **context}
+    return EvaluationRequest(Subject("Agent", "trader-7"), Action("buy"), Resource("Portfolio", resource), given or None)
+
+
+def test_auto_approve_conditions_are_compiled_once_per_bundle() -> None:
+    bundle = load_bundle(AGENTS)
+    assert set(bundle.auto_approve) == {"owner_approval"}
+
+
+@pytest.mark.parametrize(("amount", "approved"), [(1500, True), (2000, True), (2001, False), (5000, False)])
+def test_auto_approved_evaluates_the_workflow_condition(amount: int, approved: bool) -> None:
+    assert engine_for(AGENTS).auto_approved("owner_approval", agent_buy(amount)) is approved
+
+
+def test_auto_approved_fails_closed() -> None:
+    engine = engine_for(AGENTS)
+    assert engine.auto_approved("owner_approval", agent_buy()) is False  # no amount: the condition errors
+    assert engine.auto_approved("owner_approval", agent_buy(0.123456)) is False  # not a Cedar value
+    assert engine.auto_approved("no_such_workflow", agent_buy(10)) is False
+    unknown = EvaluationRequest(Subject("not a type!", "x"), Action("buy"), Resource("Portfolio", "p"), {"amount": 1})
+    assert engine.auto_approved("owner_approval", unknown) is False
+
+
+def test_auto_approved_sees_the_same_entities_as_a_decision(tmp_path: Path) -> None:
+    workflows = WORKFLOWS.replace("[workflows.owner_approval]\n", '[workflows.owner_approval]\nauto_approve = "resource has owner && resource.owner == principal"\n')
+    owned = EntityRecord("Portfolio", "p1", {"owner": {"__entity": {"type": "User", "id": "alice"}}})
+    engine = engine_for(bundle_dir(tmp_path, workflows=workflows), owned)
+    assert engine.auto_approved("owner_approval", request("buy")) is True
+    assert engine.auto_approved("owner_approval", request("buy", "p2")) is False
+
+
+def test_a_workflow_without_auto_approval_never_auto_approves(tmp_path: Path) -> None:
+    engine = engine_for(bundle_dir(tmp_path))
+    assert engine.bundle.auto_approve == {}
+    assert engine.auto_approved("owner_approval", request("buy", context={"amount": 1})) is False
+
+
+def test_approval_is_reserved_and_never_reaches_policies(tmp_path: Path) -> None:
+    """The service verifies `context.approval` (ARAP §12.1); a policy testing for it must never
+    be satisfied by what a PEP sends, and a value Cedar could not hold does not fail the request."""
+    policies = '@id("approved") permit (principal, action == Action::"buy", resource) when { context has approval };'
+    schema = "entity User; entity Portfolio; action buy appliesTo { principal: User, resource: Portfolio, context: { approval?: { id: String } } };"
+    engine = engine_for(bundle_dir(tmp_path, policies, schema, workflows=""))
+    forged = request("buy", context={"approval": {"id": "apr_forged"}})
+    odd = request("buy", context={"approval": {"id": "x", "state": [None, 0.123456]}})
+    assert [(o.allowed, o.reason) for o in engine.evaluate([forged, odd])] == [(False, "no_matching_permit")] * 2
