@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,36 @@ class RunningServer:
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10, **kwargs)  # type: ignore[arg-type]
 
+    def pids(self) -> list[int]:
+        """The serving process and every process under it (with `--workers N`, the workers)."""
+        found, parents = [self.process.pid], [self.process.pid]
+        while parents:
+            children = _children(parents.pop())
+            found += children
+            parents += children
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL the service, as a crash or an OOM kill would, at whatever point it is: the
+        serving process and its workers together, then wait until none of them runs. Started
+        with `new_session=True` the service is a process group of its own, killed as one; else
+        each of its processes is killed by pid, the supervisor first so that it replaces none."""
+        pids = self.pids()
+        if os.getpgid(self.process.pid) == self.process.pid:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.process.wait(timeout=15)
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes {pids} of arop serve outlived SIGKILL")
+            time.sleep(0.05)
+
 
 @contextmanager
 def run_server(
@@ -38,11 +69,17 @@ def run_server(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     workers: int = 1,
+    port: int | None = None,
+    new_session: bool = False,
 ) -> Iterator[RunningServer]:
     """Start `arop serve` on a free loopback port with its own SQLite store in `workdir`;
-    yield once /readyz answers; stop it afterwards (and show its log if it failed to start)."""
+    yield once /readyz answers; stop it afterwards (and show its log if it failed to start).
+
+    `port` fixes the port (a service started again where it ran before: its URLs, and so the
+    issuer and audience of what it signed, stay the same); `new_session` makes the service a
+    process group of its own, so that `RunningServer.kill` kills its workers with it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     command = [sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--workers", str(workers), *args]
     if config:
         (workdir / "arop.toml").write_text(config)
@@ -52,7 +89,9 @@ def run_server(
     environment.update(env or {})
     log = workdir / "server.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=workdir, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base_url, process, log)
@@ -78,3 +117,25 @@ def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, time
             pass
         time.sleep(0.1)
     raise RuntimeError(f"arop serve did not become ready in {timeout}s:\n{log.read_text()}")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
