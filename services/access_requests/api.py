@@ -40,7 +40,8 @@ def _service(request: AnyRequest) -> AccessRequestService:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Whole seconds: every instant the service hands out then reads as a plain RFC 3339 time."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 async def _json_object(request: AnyRequest, *, optional: bool = False) -> dict[str, Any]:

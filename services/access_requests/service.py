@@ -609,7 +609,7 @@ class AccessRequestService:
                 "requester": task.requester,
                 "policies": state.policies,
                 "steps": [{"name": s.name, "quorum": s.quorum} for s in workflow.steps] if workflow else [],
-                "decisions": [msgspec.to_builtins(d) for d in state.decisions],
+                "decisions": [{**msgspec.to_builtins(d), "step": d.step + 1} for d in state.decisions],
                 "comments": [msgspec.to_builtins(c) for c in state.comments],
                 "can_decide": refused is None,
                 "refusal": refused,
