@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from profiles.arap import model as arap
+from profiles.arap.discovery import ArapMetadata
 from profiles.authzen import model as authzen
 from services.admin import EntitiesBody, UidsBody
 
@@ -27,20 +29,39 @@ WIRE_TYPES: list[tuple[str, Any]] = [
     ("authzen/action-search-response", authzen.ActionSearchResponse),
     ("authzen/metadata", authzen.Metadata),
     ("authzen/error", authzen.ErrorBody),
+    ("arap/metadata", ArapMetadata),
+    ("arap/access-request-hint", arap.AccessRequestHint),
+    ("arap/submission", arap.Submission),
+    ("arap/task-response", arap.TaskResponse),
+    ("arap/cancel-request", arap.CancelRequest),
+    ("arap/callback-body", arap.CallbackBody),
+    ("arap/problem", arap.Problem),
     ("admin/entities", EntitiesBody),
     ("admin/entity-uids", UidsBody),
 ]
 
+ReviewerObject = dict[str, Any]  # reviewer API answers: see docs/access-requests.md §4
+
 # (method, path, operation id, summary, request type, response type(s), security);
 # a tuple of response types is a oneOf (the batch endpoint answers a single Decision when
-# `evaluations` is absent or empty, AZ-8).
+# `evaluations` is absent or empty, AZ-8). Paths under /access/v1/requests, /reviewer/ and
+# /admin/ answer errors as RFC 9457 problems, the AuthZEN endpoints as AuthZEN error bodies.
 OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/access/v1/evaluation", "evaluation", "Access Evaluation (AuthZEN §4)", authzen.EvaluationRequest, authzen.Decision, True),
     ("post", "/access/v1/evaluations", "evaluations", "Access Evaluations, batch (AuthZEN §5)", authzen.EvaluationsRequest, (authzen.EvaluationsResponse, authzen.Decision), True),
     ("post", "/access/v1/search/subject", "searchSubject", "Subject Search (AuthZEN §6.3)", authzen.SubjectSearchRequest, authzen.EntitySearchResponse, True),
     ("post", "/access/v1/search/resource", "searchResource", "Resource Search (AuthZEN §6.4)", authzen.ResourceSearchRequest, authzen.EntitySearchResponse, True),
     ("post", "/access/v1/search/action", "searchAction", "Action Search (AuthZEN §6.5)", authzen.ActionSearchRequest, authzen.ActionSearchResponse, True),
-    ("get", "/.well-known/authzen-configuration", "metadata", "PDP metadata (AuthZEN §7)", None, authzen.Metadata, False),
+    ("get", "/.well-known/authzen-configuration", "metadata", "PDP metadata (AuthZEN §7, ARAP §1)", None, ArapMetadata, False),
+    ("post", "/access/v1/requests", "submitAccessRequest", "Access Request submission (ARAP §8); 201 when approved at once, else 202", arap.Submission, arap.TaskResponse, True),
+    ("get", "/access/v1/requests/{task_id}", "accessRequestStatus", "Task status (ARAP §10)", None, arap.TaskResponse, True),
+    ("post", "/access/v1/requests/{task_id}/cancel", "cancelAccessRequest", "Cancel a task (ARAP §11)", arap.CancelRequest, arap.TaskResponse, True),
+    ("delete", "/access/v1/requests/{task_id}", "deleteAccessRequest", "Cancel a task (ARAP §11, DELETE form)", None, arap.TaskResponse, True),
+    ("get", "/reviewer/v1/tasks", "reviewerInbox", "Pending tasks the reviewer may decide", None, ReviewerObject, True),
+    ("get", "/reviewer/v1/tasks/{task_id}", "reviewerTask", "What a reviewer needs to decide", None, ReviewerObject, True),
+    ("post", "/reviewer/v1/tasks/{task_id}/approve", "reviewerApprove", "Approve the current step", ReviewerObject, ReviewerObject, True),
+    ("post", "/reviewer/v1/tasks/{task_id}/deny", "reviewerDeny", "Deny the request", ReviewerObject, ReviewerObject, True),
+    ("post", "/reviewer/v1/tasks/{task_id}/comments", "reviewerComment", "Comment on the request", ReviewerObject, ReviewerObject, True),
     ("post", "/admin/v1/entities", "upsertEntities", "Insert or replace entities", EntitiesBody, None, True),
     ("post", "/admin/v1/entities/delete", "deleteEntities", "Delete entities", UidsBody, None, True),
 ]
@@ -62,7 +83,8 @@ def openapi() -> dict[str, Any]:
         return {"oneOf": [by_type[t] for t in type_]} if isinstance(type_, tuple) else by_type[type_]
 
     error = {"description": "Invalid request, unauthenticated or not allowed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-    components.update(msgspec.json.schema_components([authzen.ErrorBody], ref_template="#/components/schemas/{name}")[1])
+    problem = {"description": "An RFC 9457 problem (ARAP §14 types)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    components.update(msgspec.json.schema_components([authzen.ErrorBody, arap.Problem], ref_template="#/components/schemas/{name}")[1])
     paths: dict[str, Any] = {}
     for method, path, op_id, summary, request, response, secured in OPERATIONS:
         operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": {}}
@@ -74,11 +96,12 @@ def openapi() -> dict[str, Any]:
         operation["responses"]["200"] = ok
         if secured:
             operation["security"] = [{"apiKey": []}]
-            operation["responses"].update({"400": error, "401": error, "403": error})
+            failure = error if path.startswith("/access/v1/") and not path.startswith("/access/v1/requests") else problem
+            operation["responses"].update({"400": failure, "401": failure, "403": failure})
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP and AROP admin API"},
+        "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP, ARAP Access Request Service, reviewer and admin APIs"},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key configured in [[callers]]"}}},
     }
