@@ -15,6 +15,7 @@ answer cannot send the request elsewhere.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
@@ -23,7 +24,6 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import httpx
 import msgspec
 
 from profiles.arap.callbacks import SIGNATURE_HEADER, callback_signature, check_callback_addresses, check_callback_uri
@@ -106,7 +106,6 @@ class CallbackDeliverer:
         self.store = store
         self.settings = config.access_requests
         self._callers = {caller.name: caller for caller in config.callers}
-        self._tls = tls_context(self.settings.callback_ca_file)
 
     async def deliver_due(self, now: datetime) -> int:
         """Claim the callbacks due at `now` and deliver them; return how many were attempted.
@@ -143,8 +142,16 @@ class CallbackDeliverer:
         check_callback_uri(delivery.endpoint, caller.callback_urls)
         return caller.callback_secret.encode("utf-8")
 
+    @functools.cached_property
+    def _tls(self) -> ssl.SSLContext:
+        return tls_context(self.settings.callback_ca_file)
+
     async def _attempt(self, delivery: CallbackDelivery, secret: bytes, now: datetime) -> str | None:
         """One delivery attempt: None when the receiver answered 2xx, else why not."""
+        # httpx (with anyio and certifi) and the TLS context cost a worker ~7 MiB: loaded when
+        # the first callback is due, not in every worker that never sends one.
+        import httpx
+
         body = msgspec.json.encode(delivery.body)
         try:
             async with asyncio.timeout(self.settings.callback_timeout):
@@ -165,6 +172,8 @@ class CallbackDeliverer:
         A client per delivery: pooled connections are keyed by address, and a connection verified
         for one host name must not carry a request for another. No proxy from the environment
         (it would re-resolve the name), no redirects, and the response body is never read."""
+        import httpx
+
         url = httpx.URL(endpoint)
         headers = {"Host": url.netloc.decode("ascii"), "Content-Type": "application/json", SIGNATURE_HEADER: signature}
         async with httpx.AsyncClient(
