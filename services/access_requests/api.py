@@ -75,7 +75,8 @@ async def submit(request: AnyRequest) -> Response[bytes]:
     if media_type(request.headers.get("content-type")) != "application/json":
         raise Problem(415, "Unsupported Media Type", "send application/json")
     service = _service(request)
-    submitted = await service.submit(caller, await request.body(), request.headers.get("idempotency-key"), _now())
+    # The arrival time to the microsecond: freshness (AR-14) is judged on it, not on _now().
+    submitted = await service.submit(caller, await request.body(), request.headers.get("idempotency-key"), datetime.now(UTC))
     return _task_response(service, submitted.response, submitted.status, {"Location": submitted.location})
 
 

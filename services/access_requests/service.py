@@ -157,7 +157,11 @@ class AccessRequestService:
 
     # -- submission (§8) ------------------------------------------------------------------
 
-    async def submit(self, caller: Caller, body: bytes, idempotency_key: str | None, now: datetime) -> Submitted:
+    async def submit(self, caller: Caller, body: bytes, idempotency_key: str | None, received: datetime) -> Submitted:
+        """`received`: when the submission arrived, to the microsecond. Freshness is judged on
+        it (AR-14): rounded down to the second, a denial would stay valid up to a second past
+        its expiry plus the configured skew. The task's own instants are whole seconds."""
+        now = received.replace(microsecond=0)
         raw, submission = self._decode(body)
         check_shape(submission)
         if not caller.may_act_for(submission.subject.type, submission.subject.id):
@@ -177,7 +181,7 @@ class AccessRequestService:
         if idempotency_key is not None:
             intent = hashlib.sha256(f"{caller.name}\0{idempotency_key}\0{fingerprint}".encode()).hexdigest()
         plan = coverage_plan(submission)
-        bindings = [await self._verify(coverage, intent, now) for coverage in plan]
+        bindings = [await self._verify(coverage, intent, received) for coverage in plan]
         await self._check_callback(caller, submission)
         self._check_actor(caller, submission)
         self._check_request_schema(engine, template, raw)
@@ -796,7 +800,13 @@ class AccessRequestService:
         def expired(task: TaskRecord) -> Change | None:
             if task.status != PENDING:
                 return None
+            handle_ends = task.expires_at
             task = self._with_statuses(task, [transition(i.status, "expired") if i.status == PENDING else i.status for i in task.items], now)
+            if now >= handle_ends:
+                # D-ARAP-14: past `task.expires_at` the handle answers 410 `task_expired`. The
+                # task still becomes `expired` (audit, callback), but the retention a terminal
+                # task gets must not revive a handle that has run out.
+                task.expires_at = handle_ends
             state = read_state(task.workflow)
             state.closed_reason = why
             task.workflow = write_state(state)

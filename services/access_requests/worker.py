@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services import background
 from services.access_requests.delivery import CallbackDeliverer
@@ -18,6 +18,10 @@ from services.access_requests.service import AccessRequestService
 from services.store import StoreUnavailable
 
 log = logging.getLogger("arop.access_requests")
+# How long a recorded evaluation outlives its binding window (expiry + skew). A submission after
+# the window gets 410 `expired_denial` (evaluate again) while the record exists, and 400
+# `invalid_denial_binding` (unknown id) once it is gone: the PEP should learn the first.
+EXPIRED_EVALUATION_KEPT = timedelta(minutes=15)
 
 
 class AccessRequestWorker:
@@ -36,8 +40,9 @@ class AccessRequestWorker:
     async def run_once(self, now: datetime) -> None:
         store = self.service.store
         await self.service.expire_due(now)
-        # Submissions are refused after expiry + skew anyway; keep the records that long.
-        await store.purge_evaluations(now - self.service.skew)
+        # Submissions are refused after expiry + skew anyway; a record is kept a while longer so
+        # that a late one is told so (AR-30: `expired_denial`), not that its id is unknown.
+        await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)
         await store.purge_token_ids(now - self.service.skew)
         await self.deliverer.deliver_due(datetime.now(UTC))
 

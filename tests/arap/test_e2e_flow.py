@@ -8,11 +8,8 @@ import base64
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-
-from tests.arap.conftest import BUNDLE, Credentials, Flow
-from tests.server import run_server
+from tests.arap.conftest import Flow
 
 PROBLEM = "urn:openid:authzen:access-request:error:"
 
@@ -119,12 +116,10 @@ def test_concurrent_submissions_under_one_idempotency_key_make_one_task(flow: Fl
     assert changed.status_code == 409 and changed.json()["type"] == PROBLEM + "duplicate_request"
 
 
-def test_expired_binding_token_is_refused(tmp_path: Path, credentials: Credentials) -> None:
-    config = credentials.config("hint_ttl = 1\nclock_skew = 0\n")
-    with run_server(tmp_path, config=config, args=("--bundle", str(BUNDLE))) as server:
-        flow = Flow(server, credentials)
-        evaluated = flow.evaluate("dave")
-        time.sleep(2.1)
-        refused = flow.submit(flow.submission(evaluated))
-        assert refused.status_code == 410, refused.text
-        assert refused.json()["type"] == PROBLEM + "expired_denial"
+def test_expired_binding_token_is_refused(strict_flow: Flow) -> None:
+    """hint_ttl = 1, clock_skew = 0 (the `strict` server of conftest.py)."""
+    evaluated = strict_flow.evaluate("dave")
+    time.sleep(2.1)
+    refused = strict_flow.submit(strict_flow.submission(evaluated))
+    assert refused.status_code == 410, refused.text
+    assert refused.json()["type"] == PROBLEM + "expired_denial"
