@@ -39,7 +39,8 @@ class AccessRequestWorker:
 
     async def run_once(self, now: datetime) -> None:
         store = self.service.store
-        await self.service.expire_due(now)
+        # Whole seconds, like every instant the service hands out (services/access_requests/api.py).
+        await self.service.expire_due(now.replace(microsecond=0))
         # Submissions are refused after expiry + skew anyway; a record is kept a while longer so
         # that a late one is told so (AR-30: `expired_denial`), not that its id is unknown.
         await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)
