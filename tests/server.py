@@ -42,22 +42,24 @@ class RunningServer:
     def kill(self) -> None:
         """SIGKILL the service, as a crash or an OOM kill would, at whatever point it is: the
         serving process and its workers together, then wait until none of them runs. Started
-        with `new_session=True` the service is a process group of its own, killed as one; else
-        each of its processes is killed by pid, the supervisor first so that it replaces none."""
-        pids = self.pids()
-        if os.getpgid(self.process.pid) == self.process.pid:
-            os.killpg(self.process.pid, signal.SIGKILL)
+        with `new_session=True` the service is a process group of its own, killed as one at
+        once; else each of its processes is killed by pid, the supervisor first so that it
+        replaces none."""
+        pid, pids = self.process.pid, None
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
         else:
-            for pid in pids:
+            pids = self.pids()
+            for each in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(each, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         self.process.wait(timeout=15)
         deadline = time.monotonic() + 15
-        while any(_running(pid) for pid in pids):
+        while left := (_group(pid) if pids is None else [each for each in pids if _running(each)]):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"processes {pids} of arop serve outlived SIGKILL")
+                raise RuntimeError(f"processes {left} of arop serve outlived SIGKILL")
             time.sleep(0.05)
 
 
@@ -119,17 +121,23 @@ def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, time
     raise RuntimeError(f"arop serve did not become ready in {timeout}s:\n{log.read_text()}")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+
+
+def _children(pid: int) -> list[int]:
+    return [child for child, fields in _processes() if int(fields[1]) == pid]
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of the process group that still run (zombies waiting to be reaped do not)."""
+    return [pid for pid, fields in _processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def _running(pid: int) -> bool:

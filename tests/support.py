@@ -6,13 +6,17 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from services.store import Store, create_store
+
+T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -24,6 +28,20 @@ def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.1)
     return condition()
+
+
+def on_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` on the store at `url` from the test process (a server may be using it too)."""
+
+    async def run() -> T:
+        store = create_store(url, pool_min=1, pool_max=2)
+        await store.open(migrate=False)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def require_service(env_var: str, what: str) -> str:

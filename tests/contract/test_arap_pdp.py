@@ -9,7 +9,6 @@ API, their `state` signed with the server's current key, as the ARS would.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,10 +29,11 @@ from profiles.arap.discovery import CAPABILITY
 from profiles.arap.model import Denial, parse_instant
 from profiles.arap.recorded import RecordedEvaluation, verify_recorded
 from services.auth import new_api_key
-from services.store import Store, create_store
+from services.store import Store
 from services.store.records import ApprovalRecord, TaskItem, TaskRecord
 from tests.contract.helpers import EVALUATION, EVALUATIONS, WELL_KNOWN, batch, bearer, decide
 from tests.server import RunningServer, run_server
+from tests.support import on_store
 
 AGENTS = Path(__file__).resolve().parents[2] / "examples" / "agents"
 ANONYMOUS = "anonymous-loopback"
@@ -94,16 +94,7 @@ def http_client(arap: RunningServer) -> Iterator[httpx.Client]:
 
 def in_store(server: RunningServer, work: Callable[[Store], Awaitable[T]]) -> T:
     """Run `work` on the server's own SQLite store (run_server keeps it beside the log)."""
-
-    async def run() -> T:
-        store = create_store(f"sqlite:///{server.log.parent / 'arop.db'}")
-        await store.open(migrate=False)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return on_store(f"sqlite:///{server.log.parent / 'arop.db'}", work)
 
 
 def jwks(client: httpx.Client) -> KeySet:
