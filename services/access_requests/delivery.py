@@ -188,19 +188,21 @@ class CallbackDeliverer:
             return response.status_code
 
     async def _finish(self, delivery: CallbackDelivery) -> None:
-        """Store the outcome, then audit a final one (AR-89). Stored first: were the audit lost
-        to a crash in between, the receiver still gets the callback only once."""
-        await self.store.finish_callback(delivery)
+        """Store the outcome, with the audit event of a final one in the same transaction
+        (AR-89): a crash can lose neither without the other."""
         context = {"callback_id": delivery.id, "task_id": delivery.task_id, "attempts": delivery.attempts}
+        audit: list[AuditDraft] = []
         if delivery.delivered_at is not None:
             log.info("callback delivered", extra=context)
-            await self._audit(delivery, "callback.delivered", delivery.delivered_at)
+            audit.append(self._audit(delivery, "callback.delivered", delivery.delivered_at))
         elif delivery.failed_at is not None:
             log.warning("callback given up", extra={**context, "error": delivery.last_error})
-            await self._audit(delivery, "callback.failed", delivery.failed_at, error=delivery.last_error)
+            audit.append(self._audit(delivery, "callback.failed", delivery.failed_at, error=delivery.last_error))
         else:
             log.info("callback to be retried", extra={**context, "error": delivery.last_error, "next_attempt_at": delivery.next_attempt_at})
+        await self.store.finish_callback(delivery, audit)
 
-    async def _audit(self, delivery: CallbackDelivery, kind: str, at: datetime, **extra: object) -> None:
+    @staticmethod
+    def _audit(delivery: CallbackDelivery, kind: str, at: datetime, **extra: object) -> AuditDraft:
         data = {"event": delivery.event, "endpoint": delivery.endpoint, "attempts": delivery.attempts, **extra}
-        await self.store.append_audit([AuditDraft(at=at, kind=kind, actor="arop", task_id=delivery.task_id, data=data)])
+        return AuditDraft(at=at, kind=kind, actor="arop", task_id=delivery.task_id, data=data)

@@ -202,6 +202,7 @@ class Store(abc.ABC):
         leased for `lease` so that no other worker or replica delivers them meanwhile."""
 
     @abc.abstractmethod
-    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+    async def finish_callback(self, delivery: CallbackDelivery, audit: Sequence[AuditDraft] = ()) -> None:
         """Store the outcome of a delivery attempt (delivered_at, or attempts/next_attempt_at/
-        last_error, or failed_at) and release its lease. LookupError if the delivery is unknown."""
+        last_error, or failed_at) and release its lease, chaining `audit` in the same
+        transaction. LookupError (nothing written) if the delivery is unknown."""

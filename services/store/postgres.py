@@ -500,11 +500,11 @@ class PostgresStore(Store):
                 )
         return claimed
 
-    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+    async def finish_callback(self, delivery: CallbackDelivery, audit: Sequence[AuditDraft] = ()) -> None:
         (id_, _task_id, attempts, next_attempt_at, lease_until, delivered_at, failed_at, document) = callback_row(
             released(delivery), as_utc
         )
-        async with self._connection() as connection:
+        async with self._transaction() as connection:
             status = await connection.execute(
                 "UPDATE callbacks SET attempts = $1, next_attempt_at = $2, lease_until = $3, delivered_at = $4,"
                 " failed_at = $5, document = $6 WHERE id = $7",
@@ -516,5 +516,6 @@ class PostgresStore(Store):
                 document,
                 id_,
             )
-        if status != "UPDATE 1":
-            raise LookupError(f"no callback delivery {id_!r}")
+            if status != "UPDATE 1":
+                raise LookupError(f"no callback delivery {id_!r}")
+            await self._chain_audit(connection, audit)

@@ -512,7 +512,7 @@ class SQLiteStore(Store):
             )
         return claimed
 
-    async def finish_callback(self, delivery: CallbackDelivery) -> None:
+    async def finish_callback(self, delivery: CallbackDelivery, audit: Sequence[AuditDraft] = ()) -> None:
         (id_, _task_id, attempts, next_attempt_at, lease_until, delivered_at, failed_at, document) = callback_row(
             released(delivery), _format_time
         )
@@ -524,3 +524,4 @@ class SQLiteStore(Store):
             )
             if cursor.rowcount != 1:
                 raise LookupError(f"no callback delivery {id_!r}")
+            await self._chain_audit(db, audit)

@@ -770,7 +770,18 @@ async def test_claim_callbacks_respects_limit(store: Store) -> None:
 
 async def test_finish_unknown_callback_is_an_error(store: Store) -> None:
     with pytest.raises(LookupError):
-        await store.finish_callback(callback("nope"))
+        await store.finish_callback(callback("nope"), [draft("callback.delivered")])
+    assert await store.audit_events() == []  # nothing written
+
+
+async def test_finish_callback_chains_its_audit_event_in_the_same_transaction(store: Store) -> None:
+    original = await with_task(store)
+    assert await store.update_task(next_version(original), expected_version=0, callbacks=[callback("c1")])
+    [claimed] = await store.claim_callbacks(T0, lease=timedelta(minutes=1))
+    await store.finish_callback(msgspec.structs.replace(claimed, attempts=1, delivered_at=T0), [draft("callback.delivered")])
+    events = await store.audit_events()
+    assert [e.kind for e in events][-1] == "callback.delivered"
+    assert_chain(events)
 
 
 async def test_concurrent_claimers_never_share_a_delivery(open_store: OpenStore) -> None:
