@@ -40,7 +40,7 @@ WIRE_TYPES: list[tuple[str, Any]] = [
     ("admin/entity-uids", UidsBody),
 ]
 
-ReviewerObject = dict[str, Any]  # reviewer API answers: see docs/access-requests.md §4
+ReviewerObject = dict[str, Any]  # reviewer API and ticket answers: see docs/access-requests.md
 
 # (method, path, operation id, summary, request type, response type(s), security);
 # a tuple of response types is a oneOf (the batch endpoint answers a single Decision when
@@ -57,6 +57,7 @@ OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("get", "/access/v1/requests/{task_id}", "accessRequestStatus", "Task status (ARAP §10)", None, arap.TaskResponse, True),
     ("post", "/access/v1/requests/{task_id}/cancel", "cancelAccessRequest", "Cancel a task (ARAP §11)", arap.CancelRequest, arap.TaskResponse, True),
     ("delete", "/access/v1/requests/{task_id}", "deleteAccessRequest", "Cancel a task (ARAP §11, DELETE form)", None, arap.TaskResponse, True),
+    ("get", "/tickets/{task_id}/{mac}", "accessRequestTicket", "The requester's view (links.ticket); the URL is the credential", None, ReviewerObject, False),
     ("get", "/reviewer/v1/tasks", "reviewerInbox", "Pending tasks the reviewer may decide", None, ReviewerObject, True),
     ("get", "/reviewer/v1/tasks/{task_id}", "reviewerTask", "What a reviewer needs to decide", None, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/approve", "reviewerApprove", "Approve the current step", ReviewerObject, ReviewerObject, True),

@@ -5,6 +5,7 @@ PEP-facing (problem+json errors, AR-83):
     GET    /access/v1/requests/{task_id}            task status (Retry-After while pending)
     POST   /access/v1/requests/{task_id}/cancel     cancel (AR-60); DELETE on the handle too
     GET    /access/v1/request-schemas/{template}    a workflow's request schema (§7)
+    GET    /tickets/{task_id}/{mac}                 `links.ticket`: progress for end users
 
 Reviewer-facing (the JSON API the reviewer UI uses; reviewers authenticate as themselves):
     GET    /reviewer/v1/tasks                       what awaits my decision
@@ -117,6 +118,13 @@ async def request_schema(request: AnyRequest, template: str) -> Response[bytes]:
     return Response(encode(schema), media_type=SCHEMA_JSON, headers={"Cache-Control": "max-age=300"})
 
 
+@get("/tickets/{task_id:str}/{mac:str}", name="access-request-ticket")
+async def ticket(request: AnyRequest, task_id: str, mac: str) -> Response[bytes]:
+    """`links.ticket`: the requester's view, for end users (AR-99). The URL is the credential."""
+    view = await _service(request).ticket(task_id, mac, _now())
+    return json_response(view, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
 def _reviewer(request: AnyRequest) -> Reviewer:
     reviewer: Reviewer = request.app.state.authenticator.reviewer(request.headers.get("authorization"))
     return reviewer
@@ -174,5 +182,5 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
 
 router = Router(
     "/",
-    route_handlers=[submit, status, cancel_post, cancel_delete, request_schema, inbox, detail, approve, deny, comment],
+    route_handlers=[submit, status, cancel_post, cancel_delete, request_schema, ticket, inbox, detail, approve, deny, comment],
 )

@@ -19,7 +19,9 @@ callbacks, written under optimistic concurrency, so replicas and crashes lose no
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,6 +92,7 @@ from services.store.records import (
 
 log = logging.getLogger("arop.access_requests")
 SYSTEM = "arop"
+TICKET_SECRET = "access-request-ticket-links"
 MAX_ATTEMPTS = 8  # optimistic-concurrency retries of one task change
 
 
@@ -154,6 +157,7 @@ class AccessRequestService:
         self.ars = config.ars_identifier()
         self.pdp = config.server.base_url()
         self.skew = timedelta(seconds=config.access_requests.clock_skew)
+        self._ticket_secret: bytes | None = None
 
     # -- submission (§8) ------------------------------------------------------------------
 
@@ -488,7 +492,9 @@ class AccessRequestService:
             expires_at=format_instant(task.expires_at),
             progress=progress,
             display={"title": workflow.title} if workflow is not None and workflow.title else None,
-            links=TaskLinks(cancel=f"{status_url}/cancel", review=f"{self.pdp}/reviewer/v1/tasks/{task.id}"),
+            links=TaskLinks(
+                cancel=f"{status_url}/cancel", review=f"{self.pdp}/reviewer/v1/tasks/{task.id}", ticket=await self._ticket_url(task.id)
+            ),
             items=[
                 TaskItem(resource=msgspec.convert(i.resource, Resource), action=msgspec.convert(i.action, Action), status=i.status, result=r)
                 for i, r in zip(task.items, results)
@@ -501,6 +507,37 @@ class AccessRequestService:
 
     def _status_url(self, task_id: str) -> str:
         return f"{self.endpoint}/{task_id}"
+
+    # -- the requester's ticket (§9 `links.ticket`, AR-99) ---------------------------------------
+
+    async def _ticket_key(self) -> bytes:
+        if self._ticket_secret is None:
+            self._ticket_secret = await self.store.get_or_create_secret(TICKET_SECRET, secrets.token_bytes(32))
+        return self._ticket_secret
+
+    async def _ticket_url(self, task_id: str) -> str:
+        """A link a PEP may hand to the end user instead of the status endpoint (AR-99): a
+        capability of its own (HMAC of the task id), showing progress but never the approval,
+        approver identities or policy details."""
+        return f"{self.pdp}/tickets/{task_id}/{_ticket_mac(await self._ticket_key(), task_id)}"
+
+    async def ticket(self, task_id: str, mac: str, now: datetime) -> dict[str, Any]:
+        key = await self._ticket_key()
+        task = await self.store.get_task(task_id)
+        if task is None or not hmac.compare_digest(mac.encode(), _ticket_mac(key, task_id).encode()):
+            raise UnknownTask("no such ticket")
+        check_retrievable(format_instant(task.expires_at), now)
+        workflow = self.runtime.current().bundle.workflows.get(task.template)
+        view = {
+            "title": workflow.title if workflow and workflow.title else task.template,
+            "status": task.status,
+            "created_at": format_instant(task.created_at),
+            "expires_at": format_instant(task.expires_at),
+        }
+        if task.status == PENDING and workflow is not None:
+            state = read_state(task.workflow)
+            view["step"] = {"current": state.step + 1, "total": len(workflow.steps), "name": workflow.steps[state.step].name}
+        return view
 
     # -- reviewers (AR-96, AR-93) -------------------------------------------------------------
 
@@ -655,7 +692,7 @@ class AccessRequestService:
             pending = [i for i, item in enumerate(task.items) if item.status == PENDING]
             return self._complete_async(task, workflow, pending, now, reviewer.name, audit)
 
-        task = await self._change(task_id, approved)
+        task = await self._decide(reviewer, task_id, approved, "approve", now)
         return await self.detail(reviewer, task.id, now)
 
     async def _complete_async(self, task: TaskRecord, workflow: Workflow, items: list[int], now: datetime, actor: str, audit: AuditDraft) -> Change:
@@ -681,7 +718,7 @@ class AccessRequestService:
             facts = {"step": state.step + 1, "approver": msgspec.to_builtins(who), "reason": reason, "comment": comment}
             return Change(task, audit=[self._audit(now, "task.denied", reviewer.name, task, facts)], callbacks=self._callbacks(task, now))
 
-        task = await self._change(task_id, denied)
+        task = await self._decide(reviewer, task_id, denied, "deny", now)
         return await self.detail(reviewer, task.id, now)
 
     async def comment(self, reviewer: Reviewer, task_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -699,6 +736,18 @@ class AccessRequestService:
 
         task = await self._change(task_id, commented)
         return await self.detail(reviewer, task.id, now)
+
+    async def _decide(self, reviewer: Reviewer, task_id: str, change: Callable[[TaskRecord], Any], verb: str, now: datetime) -> TaskRecord:
+        """Apply a reviewer's decision. An ineligible attempt (a party approving its own
+        request, a second step by the same person) is a security event: audited, then refused."""
+        try:
+            task: TaskRecord = await self._change(task_id, change)
+            return task
+        except ReviewRefused as refused:
+            who = {"type": reviewer.entity_type, "id": reviewer.entity_id}
+            data = {"verb": verb, "refusal": refused.refusal, "reviewer": who}
+            await self.store.append_audit([AuditDraft(at=now, kind="task.review_refused", actor=reviewer.name, task_id=task_id, data=data)])
+            raise
 
     def _decidable(self, reviewer: Reviewer, task: TaskRecord) -> tuple[Workflow, WorkflowState]:
         workflow = self.runtime.current().bundle.workflows.get(task.template)
@@ -882,6 +931,11 @@ _REFUSALS: dict[str, str] = {
     "separation_of_duties": "you decided an earlier step of this request",
     "already_decided": "you already decided this step",
 }
+
+
+def _ticket_mac(key: bytes, task_id: str) -> str:
+    digest = hmac.new(key, task_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _recorded(record: EvaluationRecord | None) -> RecordedEvaluation | None:

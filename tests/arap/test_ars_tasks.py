@@ -421,3 +421,32 @@ def test_reviewer_not_involved_gets_unknown_task(flow: Flow) -> None:
         assert_problem(flow.review("dave", task["id"], verb, **body), 404, "unknown_task")
     assert_problem(flow.detail("alice", "arq_" + "A" * 32), 404, "unknown_task")
     assert flow.detail("alice", task["id"]).status_code == 200
+
+
+def test_ar_99_the_ticket_link_shows_progress_but_no_approval_or_identities(flow: Flow) -> None:
+    evaluated = flow.evaluate("dave")
+    task = flow.submit(flow.submission(evaluated)).json()["task"]
+    ticket = task["links"]["ticket"]
+    assert "/tickets/" in ticket and task["status_endpoint"] not in ticket
+    path = ticket.removeprefix(str(flow.http.base_url).rstrip("/"))
+    pending = flow.http.get(path)  # the URL is the credential: no Authorization
+    assert pending.status_code == 200
+    assert pending.json()["status"] == "pending" and pending.json()["step"] == {"current": 1, "total": 2, "name": "manager"}
+    for reviewer in ("alice", "carol"):
+        assert flow.review(reviewer, task["id"], "approve").status_code == 200
+    done = flow.http.get(path).json()
+    assert done["status"] == "approved"
+    text = json.dumps(done)
+    assert "apr_" not in text and "alice" not in text and "carol" not in text
+    # A ticket is bound to its task: another mac, or the mac of another task, is unknown.
+    forged = path[: path.rindex("/") + 1] + "A" * 43
+    assert_problem(flow.http.get(forged), 404, "unknown_task")
+
+
+def test_ar_96_an_ineligible_decision_attempt_is_audited(flow: Flow) -> None:
+    evaluated = flow.evaluate("alice")
+    task = flow.submit(flow.submission(evaluated)).json()["task"]
+    assert flow.review("alice", task["id"], "approve").status_code == 403
+    [refused] = [e for e in flow.audit_events(task["id"]) if e.kind == "task.review_refused"]
+    assert refused.actor == "alice"
+    assert refused.data == {"verb": "approve", "refusal": "self_approval", "reviewer": {"type": "User", "id": "alice"}}
