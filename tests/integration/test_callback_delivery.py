@@ -22,7 +22,7 @@ from services.config import AccessRequestConfig, CallerConfig, Config
 from services.store import Store
 from services.store.records import AuditEvent, CallbackDelivery
 from tests.https_receiver import HttpsReceiver, TestCA, https_receiver
-from tests.store.conftest import OpenStore, open_store, store, store_url  # noqa: F401 (fixtures)
+from tests.store.conftest import OpenStore
 from tests.store.test_store_access_requests import next_version, task, with_task
 
 SECRET = "callback-secret-of-pep"
