@@ -7,6 +7,7 @@ this instance refreshes at once (read-your-writes), every other instance within
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from services.http import Problem, authenticate, json_response
 from services.pdp.bundle import check_entities
 from services.pdp.runtime import PolicyRuntime
 from services.store import Store
-from services.store.records import EntityRecord, EntityUid
+from services.store.records import AuditDraft, EntityRecord, EntityUid
 
 AnyRequest = Request[Any, Any, Any]
 MAX_ENTITIES_PER_CALL = 10_000
@@ -86,6 +87,22 @@ async def get_entity(request: AnyRequest, type: str, id: str) -> Response[bytes]
     return json_response({"entity": record, "ancestors": engine.index.ancestors(uid)})
 
 
+@post("/approvals/{approval_id:str}/revoke", status_code=200)
+async def revoke_approval(request: AnyRequest, approval_id: str) -> Response[bytes]:
+    """Withdraw an approval: from now on every re-evaluation presenting it is denied
+    (`approval_expired`, AR-71). Audited; revoking twice is a 409."""
+    caller = authenticate(request, "admin")
+    store: Store = request.app.state.store
+    approval = await store.get_approval(approval_id)
+    if approval is None:
+        raise Problem(404, "Not Found", "no such approval")
+    now = datetime.now(UTC)
+    audit = AuditDraft(at=now, kind="approval.revoked", actor=caller.name, task_id=approval.task_id, data={"approval_id": approval_id})
+    if not await store.revoke_approval(approval_id, now, audit=[audit]):
+        raise Problem(409, "Conflict", "the approval is already revoked")
+    return json_response({"approval_id": approval_id, "revoked_at": now})
+
+
 @get("/bundle")
 async def bundle_status(request: AnyRequest) -> Response[bytes]:
     authenticate(request, "admin")
@@ -103,4 +120,4 @@ async def bundle_status(request: AnyRequest) -> Response[bytes]:
     )
 
 
-router = Router("/admin/v1", route_handlers=[upsert_entities, delete_entities, get_entity, bundle_status])
+router = Router("/admin/v1", route_handlers=[upsert_entities, delete_entities, get_entity, revoke_approval, bundle_status])

@@ -63,6 +63,7 @@ OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/reviewer/v1/tasks/{task_id}/approve", "reviewerApprove", "Approve the current step", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/deny", "reviewerDeny", "Deny the request", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/comments", "reviewerComment", "Comment on the request", ReviewerObject, ReviewerObject, True),
+    ("post", "/admin/v1/approvals/{approval_id}/revoke", "revokeApproval", "Withdraw an approval (ARAP AR-71)", None, ReviewerObject, True),
     ("post", "/admin/v1/entities", "upsertEntities", "Insert or replace entities", EntitiesBody, None, True),
     ("post", "/admin/v1/entities/delete", "deleteEntities", "Delete entities", UidsBody, None, True),
 ]

@@ -40,6 +40,7 @@ CALLERS = (
     ("bob_only", "bob_only", ALL_RIGHTS, 'subjects = [{ type = "User", id = "bob" }]\n'),
     ("agent_gateway", "agent_gateway", ALL_RIGHTS, "vouches_for_actors = true\n"),
     ("bob_pep", "bob", ALL_RIGHTS, ""),
+    ("operator", "operator", '["admin"]', ""),
 )
 PROBLEM = "urn:openid:authzen:access-request:error:"
 CALLBACK_SECRET = "callback-secret-of-pep"

@@ -450,3 +450,23 @@ def test_ar_96_an_ineligible_decision_attempt_is_audited(flow: Flow) -> None:
     [refused] = [e for e in flow.audit_events(task["id"]) if e.kind == "task.review_refused"]
     assert refused.actor == "alice"
     assert refused.data == {"verb": "approve", "refusal": "self_approval", "reviewer": {"type": "User", "id": "alice"}}
+
+
+def test_ar_71_a_revoked_approval_no_longer_allows(flow: Flow) -> None:
+    evaluated = flow.evaluate("dave")
+    task = flow.submit(flow.submission(evaluated)).json()["task"]
+    for reviewer in ("alice", "carol"):
+        assert flow.review(reviewer, task["id"], "approve").status_code == 200
+    approval = flow.status(task["id"]).json()["result"]["approval"]
+    assert flow.reevaluate(evaluated, approval)["decision"] is True
+
+    path = f"/admin/v1/approvals/{approval['id']}/revoke"
+    assert flow.http.post(path, headers=flow.credentials.headers("pep")).status_code == 403  # admins only
+    revoked = flow.http.post(path, headers=flow.credentials.headers("operator"))
+    assert revoked.status_code == 200, revoked.text
+    denied = flow.reevaluate(evaluated, approval)
+    assert denied["decision"] is False
+    assert (denied["context"]["reason"], denied["context"]["next_action"]) == ("approval_expired", "request")
+    assert "access_request" in denied["context"]  # next_action request comes with a fresh hint (AR-76)
+    assert flow.http.post(path, headers=flow.credentials.headers("operator")).status_code == 409
+    assert "approval.revoked" in [e.kind for e in flow.audit_events(task["id"])]
