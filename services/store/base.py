@@ -15,12 +15,15 @@ from services.store.records import (
     AuditDraft,
     AuditEvent,
     CallbackDelivery,
+    ContinuationHandle,
     EntityChanges,
     EntityRecord,
     EntityUid,
     EvaluationRecord,
+    HandleCreation,
     IdempotencyClaim,
     IdempotentTask,
+    IssuedGrant,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -206,3 +209,62 @@ class Store(abc.ABC):
         """Store the outcome of a delivery attempt (delivered_at, or attempts/next_attempt_at/
         last_error, or failed_at) and release its lease, chaining `audit` in the same
         transaction. LookupError (nothing written) if the delivery is unknown."""
+
+    # -- continuation handles (the AS-facing sidecar, AROP) --------------------------------------
+    # Handles are keyed by the digest of the handle (OP-27). Their notifications (CIBA ping/push,
+    # DTR callbacks) are CallbackDeliveries of the handle's task, delivered by claim_callbacks
+    # and finish_callback like any other.
+
+    @abc.abstractmethod
+    async def create_handle(self, handle: ContinuationHandle, audit: Sequence[AuditDraft] = ()) -> HandleCreation:
+        """Insert `handle` (chaining `audit`), unless a handle with the same `dedup_key` is pending
+        and unexpired at `handle.created_at` (its `expires_at` after it): then nothing is written
+        and that handle is returned with `created=False` (OP-20). Terminal or expired handles never
+        dedup. Concurrent creators with one dedup key create exactly one handle. ValueError if
+        `handle_digest` is not a SHA-256 hex digest or the record would not read back."""
+
+    @abc.abstractmethod
+    async def get_handle(self, handle_digest: str) -> ContinuationHandle | None: ...
+
+    @abc.abstractmethod
+    async def update_handle(
+        self,
+        handle: ContinuationHandle,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+        grants: Sequence[IssuedGrant] = (),
+    ) -> bool:
+        """Replace the handle if its stored version is `expected_version` (it becomes
+        `handle.version`, which the caller set to expected_version + 1), recording the grants,
+        queueing the callbacks and chaining the audit events in the same transaction: a
+        redemption (pending -> issued with its grant) happens at most once, and a notification is
+        queued exactly when the state change commits. Return False, writing nothing, when the
+        version moved on (another writer won) or there is no such handle. ValueError, writing
+        nothing, if `handle.version` is not `expected_version + 1`, if a terminal state would
+        change (terminal states never change), or if a grant names another handle."""
+
+    @abc.abstractmethod
+    async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
+        """Every handle of an ARS task, in any state (ordered by digest): when the task completes,
+        the sidecar finds the handles to resolve and notify."""
+
+    @abc.abstractmethod
+    async def list_handles(
+        self,
+        *,
+        state: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[ContinuationHandle]:
+        """Handles ordered by digest, optionally only one state and/or expiring (strictly) before
+        an instant; `after` continues a previous page (digests greater than it). The expiry
+        worker lists pending handles expiring before now and, for each, cancels the ARS task
+        first and then marks the handle expired (OP-26, OP-67): a crash in between leaves the
+        handle pending, so the next run cancels again rather than never."""
+
+    @abc.abstractmethod
+    async def get_grant(self, grant_id: str) -> IssuedGrant | None:
+        """A grant recorded by `update_handle`, for refresh and token exchange (OP-35..OP-37)."""

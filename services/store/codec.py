@@ -1,8 +1,9 @@
 """Encoding shared by the store back ends: entity JSON columns, UTC timestamps, access-request
-records as JSON documents and the audit chain."""
+and continuation-handle records as JSON documents, and the audit chain."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,12 +15,14 @@ from services.store.records import (
     AuditDraft,
     AuditEvent,
     CallbackDelivery,
+    ContinuationHandle,
     EntityChanges,
     EntityRecord,
     EntityUid,
     EvaluationRecord,
     IdempotencyClaim,
     IdempotentTask,
+    IssuedGrant,
     TaskCreation,
     TaskRecord,
     audit_hash,
@@ -89,6 +92,8 @@ _decode_approval = msgspec.json.Decoder(ApprovalRecord).decode
 _decode_audit_event = msgspec.json.Decoder(AuditEvent).decode
 _decode_audit_draft = msgspec.json.Decoder(AuditDraft).decode
 _decode_callback = msgspec.json.Decoder(CallbackDelivery).decode
+_decode_handle = msgspec.json.Decoder(ContinuationHandle).decode
+_decode_grant = msgspec.json.Decoder(IssuedGrant).decode
 
 
 def in_utc(record: _R) -> _R:
@@ -175,6 +180,48 @@ def audit_row(event: AuditEvent, time: TimeColumn) -> tuple[Any, ...]:
     )
 
 
+def handle_row(handle: ContinuationHandle, time: TimeColumn) -> tuple[Any, ...]:
+    """`(handle_digest, dedup_key, state, task_id, expires_at, version, document)`."""
+    check_digest(handle.handle_digest)
+    return (
+        handle.handle_digest,
+        handle.dedup_key,
+        handle.state,
+        handle.task_id,
+        time(handle.expires_at),
+        handle.version,
+        readable_document(handle, _decode_handle),
+    )
+
+
+def grant_row(grant: IssuedGrant) -> tuple[Any, ...]:
+    """`(grant_id, handle_digest, document)`."""
+    return (grant.grant_id, grant.handle_digest, readable_document(grant, _decode_grant))
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_digest(handle_digest: str) -> None:
+    """Refuse a handle key that is not a SHA-256 hex digest: most likely the handle itself, which
+    must never be stored (OP-27)."""
+    if not _SHA256_HEX.fullmatch(handle_digest):
+        raise ValueError("handle_digest must be the SHA-256 hex digest of the handle (digest_handle)")
+
+
+def readable_document(record: msgspec.Struct, decode: Callable[[str], msgspec.Struct]) -> str:
+    """The JSON document of `record`, refused (ValueError) unless it decodes back into its type.
+    Constructing a Struct checks no types, and a stored document that does not decode (an unknown
+    handle state, a float interval) would break every later read of that row and of lists
+    holding it."""
+    document = encode_document(record)
+    try:
+        decode(document)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"{type(record).__name__} would not read back: {error}") from error
+    return document
+
+
 def decode_evaluation(document: str | bytes) -> EvaluationRecord:
     return _decode_evaluation(document)
 
@@ -197,6 +244,14 @@ def decode_audit_event(document: str | bytes) -> AuditEvent:
 
 def decode_callback(document: str | bytes) -> CallbackDelivery:
     return _decode_callback(document)
+
+
+def decode_handle(document: str | bytes) -> ContinuationHandle:
+    return _decode_handle(document)
+
+
+def decode_grant(document: str | bytes) -> IssuedGrant:
+    return _decode_grant(document)
 
 
 def already_bound(bound: IdempotentTask, claim: IdempotencyClaim) -> TaskCreation:
@@ -225,13 +280,52 @@ def released(delivery: CallbackDelivery) -> CallbackDelivery:
     return msgspec.structs.replace(delivery, lease_until=None)
 
 
-def check_next_version(task: TaskRecord, expected_version: int) -> None:
-    """Refuse an update whose new version is not `expected_version + 1`: a version that does not
-    move on would let a later writer's stale compare-and-set succeed."""
-    if task.version != expected_version + 1:
+def check_next_version(record: str, version: int, expected_version: int) -> None:
+    """Refuse an update of `record` (e.g. "task 't1'") whose new version is not
+    `expected_version + 1`: a version that does not move on would let a later writer's stale
+    compare-and-set succeed."""
+    if version != expected_version + 1:
         raise ValueError(
-            f"task {task.id!r}: version must be expected_version + 1 = {expected_version + 1}, got {task.version}"
+            f"{record}: version must be expected_version + 1 = {expected_version + 1}, got {version}"
         )
+
+
+def handle_update_row(
+    handle: ContinuationHandle, expected_version: int, grants: Sequence[IssuedGrant], time: TimeColumn
+) -> tuple[Any, ...]:
+    """The `handle_row` an `update_handle` writes, after refusing (ValueError) what no back end may
+    write: a version that does not advance by one, a grant issued for another handle."""
+    check_next_version(f"handle {handle.handle_digest}", handle.version, expected_version)
+    for grant in grants:
+        if grant.handle_digest != handle.handle_digest:
+            raise ValueError(f"grant {grant.grant_id!r} names another handle than {handle.handle_digest}")
+    return handle_row(handle, time)
+
+
+def update_goes_ahead(handle: ContinuationHandle, stored: Sequence[Any] | None, expected_version: int) -> bool:
+    """Whether `update_handle` writes `handle` over the stored `(state, version)` (None: there is
+    no such handle). False when the version moved on (another writer won). ValueError when it
+    would change a terminal state: once issued, denied, cancelled or expired a handle answers the
+    same way until it is gone (OP-25, OP-68); a pending handle may move anywhere."""
+    if stored is None or stored[1] != expected_version:
+        return False
+    stored_state = stored[0]
+    if stored_state != "pending" and handle.state != stored_state:
+        raise ValueError(f"handle {handle.handle_digest}: terminal state {stored_state!r} cannot become {handle.state!r}")
+    return True
+
+
+def conjunction(filters: Sequence[tuple[str, Any]], placeholder: Callable[[int], str]) -> tuple[str, list[Any]]:
+    """` WHERE ...` (or "") over the `(condition, value)` filters whose value is not None, and
+    their parameters in order. A condition is SQL ending where its parameter goes ("status =");
+    `placeholder(n)` spells the n-th parameter in the dialect ("?" or "$n")."""
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    for condition, value in filters:
+        if value is not None:
+            parameters.append(value)
+            conditions.append(f"{condition} {placeholder(len(parameters))}")
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), parameters
 
 
 # -- the audit chain --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
@@ -20,21 +21,28 @@ from services.store.codec import (
     callback_row,
     chain_audit,
     check_next_version,
+    conjunction,
     decode_approval,
     decode_audit_event,
     decode_callback,
     decode_changes,
     decode_evaluation,
+    decode_grant,
+    decode_handle,
     decode_idempotent_task,
     decode_task,
     encode_entity,
     evaluation_row,
+    grant_row,
+    handle_row,
+    handle_update_row,
     idempotency_row,
     is_retry,
     leased,
     released,
     revoked,
     task_row,
+    update_goes_ahead,
 )
 from services.store.migrations import pending_migrations
 from services.store.records import (
@@ -42,12 +50,15 @@ from services.store.records import (
     AuditDraft,
     AuditEvent,
     CallbackDelivery,
+    ContinuationHandle,
     EntityChanges,
     EntityRecord,
     EntityUid,
     EvaluationRecord,
+    HandleCreation,
     IdempotencyClaim,
     IdempotentTask,
+    IssuedGrant,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -69,6 +80,19 @@ _Isolation = Literal["read_committed", "repeatable_read"]
 
 # Any fixed key works: it only has to be the same for every replica migrating this database.
 _MIGRATION_LOCK_KEY = 0x41524F50  # "AROP"
+# Creators of one handle dedup key serialise on the advisory lock (this class, hash of the key).
+# The two-integer form is a lock space apart from the migration lock's single bigint.
+_HANDLE_DEDUP_LOCK_CLASS = 0x41524F48  # "AROH"
+
+
+def _dedup_lock_id(dedup_key: str) -> int:
+    """The advisory lock id of a dedup key: 32 bits of its SHA-256 (two keys sharing an id only
+    make their creators take turns)."""
+    return int.from_bytes(hashlib.sha256(dedup_key.encode()).digest()[:4], "big", signed=True)
+
+
+def _optional_utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else as_utc(moment)
 
 
 @contextmanager
@@ -372,7 +396,7 @@ class PostgresStore(Store):
         audit: Sequence[AuditDraft] = (),
         callbacks: Sequence[CallbackDelivery] = (),
     ) -> bool:
-        check_next_version(task, expected_version)
+        check_next_version(f"task {task.id!r}", task.version, expected_version)
         task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(task, as_utc)
         async with self._transaction() as connection:
             # A concurrent writer of the same task waits for our commit, then re-checks the
@@ -399,8 +423,15 @@ class PostgresStore(Store):
         approvals: Sequence[ApprovalRecord],
         audit: Sequence[AuditDraft],
         callbacks: Sequence[CallbackDelivery],
+        grants: Sequence[IssuedGrant] = (),
     ) -> None:
-        """What commits together with a task write: its approvals, callbacks and audit events."""
+        """What commits together with a task or handle write: its approvals, grants, callbacks
+        and audit events."""
+        if grants:
+            await connection.executemany(
+                "INSERT INTO issued_grants (grant_id, handle_digest, document) VALUES ($1, $2, $3)",
+                [grant_row(grant) for grant in grants],
+            )
         if approvals:
             await connection.executemany(
                 "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
@@ -423,22 +454,18 @@ class PostgresStore(Store):
         limit: int = 100,
         after_id: str | None = None,
     ) -> list[TaskRecord]:
-        conditions: list[str] = []
-        parameters: list[object] = []
-        for condition, value in (
-            ("status = ${}", status),
-            ("expires_at < ${}", None if expires_before is None else as_utc(expires_before)),
-            ("id > ${}", after_id),
-        ):
-            if value is not None:
-                parameters.append(value)
-                conditions.append(condition.format(len(parameters)))
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        filters = [("status =", status), ("expires_at <", _optional_utc(expires_before)), ("id >", after_id)]
+        return [decode_task(document) for document in await self._page("tasks", "id", filters, limit)]
+
+    async def _page(self, table: str, key: str, filters: Sequence[tuple[str, object]], limit: int) -> list[str]:
+        """The documents of `table` ordered by its `key` column (both ours, never caller input),
+        where every filter with a value holds (see `conjunction`)."""
+        where, parameters = conjunction(filters, lambda n: f"${n}")
         async with self._connection() as connection:
             rows = await connection.fetch(
-                f"SELECT document FROM tasks{where} ORDER BY id LIMIT ${len(parameters) + 1}", *parameters, limit
+                f"SELECT document FROM {table}{where} ORDER BY {key} LIMIT ${len(parameters) + 1}", *parameters, limit
             )
-        return [decode_task(row["document"]) for row in rows]
+        return [row["document"] for row in rows]
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         async with self._connection() as connection:
@@ -519,3 +546,95 @@ class PostgresStore(Store):
             if status != "UPDATE 1":
                 raise LookupError(f"no callback delivery {id_!r}")
             await self._chain_audit(connection, audit)
+
+    # -- continuation handles -----------------------------------------------------------------
+    # Creators of one dedup key take turns on its advisory lock, held to commit, so each one's
+    # dedup query (a new snapshot under read committed) sees every handle created before it.
+    # Updaters lock the handle row (FOR UPDATE) and compare versions on the committed row.
+
+    async def create_handle(self, handle: ContinuationHandle, audit: Sequence[AuditDraft] = ()) -> HandleCreation:
+        row = handle_row(handle, as_utc)
+        async with self._transaction() as connection:
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", _HANDLE_DEDUP_LOCK_CLASS, _dedup_lock_id(handle.dedup_key)
+            )
+            document = await connection.fetchval(
+                "SELECT document FROM continuation_handles WHERE dedup_key = $1 AND state = 'pending'"
+                " AND expires_at > $2 ORDER BY expires_at DESC, handle_digest LIMIT 1",
+                handle.dedup_key,
+                as_utc(handle.created_at),
+            )
+            if document is not None:
+                return HandleCreation(decode_handle(document), False)
+            await connection.execute(
+                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, task_id, expires_at, version,"
+                " document) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                *row,
+            )
+            await self._chain_audit(connection, audit)
+        return HandleCreation(decode_handle(row[-1]), True)
+
+    async def get_handle(self, handle_digest: str) -> ContinuationHandle | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval(
+                "SELECT document FROM continuation_handles WHERE handle_digest = $1", handle_digest
+            )
+        return None if document is None else decode_handle(document)
+
+    async def update_handle(
+        self,
+        handle: ContinuationHandle,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+        grants: Sequence[IssuedGrant] = (),
+    ) -> bool:
+        digest, dedup_key, state, task_id, expires_at, version, document = handle_update_row(
+            handle, expected_version, grants, as_utc
+        )
+        async with self._transaction() as connection:
+            # A concurrent writer of the same handle makes us wait for its commit; we then read
+            # its version and lose.
+            stored = await connection.fetchrow(
+                "SELECT state, version FROM continuation_handles WHERE handle_digest = $1 FOR UPDATE", digest
+            )
+            if not update_goes_ahead(handle, stored, expected_version):
+                return False
+            await connection.execute(
+                "UPDATE continuation_handles SET dedup_key = $1, state = $2, task_id = $3, expires_at = $4,"
+                " version = $5, document = $6 WHERE handle_digest = $7",
+                dedup_key,
+                state,
+                task_id,
+                expires_at,
+                version,
+                document,
+                digest,
+            )
+            await self._insert_with_task(connection, (), audit, callbacks, grants)
+        return True
+
+    async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT document FROM continuation_handles WHERE task_id = $1 ORDER BY handle_digest", task_id
+            )
+        return [decode_handle(row["document"]) for row in rows]
+
+    async def list_handles(
+        self,
+        *,
+        state: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[ContinuationHandle]:
+        filters = [("state =", state), ("expires_at <", _optional_utc(expires_before)), ("handle_digest >", after)]
+        documents = await self._page("continuation_handles", "handle_digest", filters, limit)
+        return [decode_handle(document) for document in documents]
+
+    async def get_grant(self, grant_id: str) -> IssuedGrant | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval("SELECT document FROM issued_grants WHERE grant_id = $1", grant_id)
+        return None if document is None else decode_grant(document)

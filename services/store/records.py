@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -193,6 +193,77 @@ class CallbackDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     delivered_at: datetime | None = None
     failed_at: datetime | None = None
     last_error: str | None = None
+
+
+# -- continuation handles (the AS-facing sidecar, AROP) ----------------------------------------
+
+HandleBinding = Literal["dtr", "ciba", "txn"]
+HandleState = Literal["pending", "issued", "denied", "cancelled", "expired"]
+
+
+def digest_handle(handle: str) -> str:
+    """The key a continuation handle is stored under: SHA-256 hex of the handle as the client
+    presents it. The handle itself is never stored (AROP OP-27), so a leaked database cannot be
+    replayed at the token endpoint."""
+    return hashlib.sha256(handle.encode()).hexdigest()
+
+
+class ContinuationHandle(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A continuation handle (DTR `deferral_code`, CIBA `auth_req_id`, txn
+    `transaction_authorization_id`) and what redeeming it needs: the client and key it is bound
+    to (OP-24, OP-62), the request and evaluations to re-evaluate at issuance, the ARS task.
+    `state` moves from "pending" to one terminal state, which never changes again; `version`
+    increases with every change (optimistic concurrency: a redemption happens at most once)."""
+
+    handle_digest: str  # digest_handle(handle)
+    binding: HandleBinding
+    client_id: str
+    client_auth: str  # the client authentication method used at origination
+    key_thumbprint: str | None = None  # "jkt:<...>" (DPoP) or "x5t#S256:<...>" (mTLS)
+    dedup_key: str  # OP-20: a repeated request while this handle is pending gets this handle
+    principal: dict[str, Any]  # the AuthZEN subject
+    task_id: str
+    request: dict[str, Any]  # the decide request as received
+    evaluations: list[dict[str, Any]]  # the AuthZEN evaluation requests to re-evaluate
+    state: HandleState
+    interval: int  # seconds; grows by slow_down (OP-28)
+    last_poll_at: datetime | None = None
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    notification: dict[str, Any] | None = None  # CIBA mode, endpoint, client_notification_token
+    approval: dict[str, Any] | None = None  # the ARAP approval, once the task is approved
+    grant_id: str | None = None  # the IssuedGrant, once issued
+    txn_issuer: str | None = None  # txn binding: the challenging RS (`iss`)
+    txn: str | None = None
+
+
+class HandleCreation(msgspec.Struct):
+    """What `create_handle` did: the handle the client gets, and whether this call created it
+    (False: a pending handle with the same dedup key was returned instead)."""
+
+    handle: ContinuationHandle
+    created: bool
+
+
+class IssuedGrant(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a redemption issued, kept so that refresh and token exchange stay within the approval
+    (OP-35..OP-37): never past `approved_until`, never broader than what was granted."""
+
+    grant_id: str  # opaque; the AS keeps it with the refresh token family / token id
+    handle_digest: str
+    client_id: str
+    key_thumbprint: str | None = None
+    subject: dict[str, Any]
+    authorization_details: list[dict[str, Any]] = []
+    scope: list[str] = []
+    audience: list[str] = []  # RFC 8707 resources (OP-5)
+    approval: dict[str, Any]  # the ARAP approval (id, approved_until, state), re-evaluated at refresh
+    approved_until: datetime
+    refresh_allowed: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 GENESIS_HASH = "0" * 64

@@ -26,16 +26,22 @@ from services.store.codec import (
     callback_row,
     chain_audit,
     check_next_version,
+    conjunction,
     decode_approval,
     decode_audit_event,
     decode_callback,
     decode_changes,
     decode_evaluation,
+    decode_grant,
+    decode_handle,
     decode_idempotent_task,
     decode_task,
     encode_entity,
     evaluation_row,
     format_time,
+    grant_row,
+    handle_row,
+    handle_update_row,
     idempotency_row,
     is_retry,
     leased,
@@ -43,6 +49,7 @@ from services.store.codec import (
     released,
     revoked,
     task_row,
+    update_goes_ahead,
 )
 from services.store.migrations import pending_migrations
 from services.store.records import (
@@ -50,12 +57,15 @@ from services.store.records import (
     AuditDraft,
     AuditEvent,
     CallbackDelivery,
+    ContinuationHandle,
     EntityChanges,
     EntityRecord,
     EntityUid,
     EvaluationRecord,
+    HandleCreation,
     IdempotencyClaim,
     IdempotentTask,
+    IssuedGrant,
     SigningKey,
     TaskCreation,
     TaskRecord,
@@ -86,6 +96,10 @@ _parse_time = parse_time
 
 def _parse_optional_time(text: str | None) -> datetime | None:
     return None if text is None else _parse_time(text)
+
+
+def _optional_time(moment: datetime | None) -> str | None:
+    return None if moment is None else _format_time(moment)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -396,7 +410,7 @@ class SQLiteStore(Store):
         audit: Sequence[AuditDraft] = (),
         callbacks: Sequence[CallbackDelivery] = (),
     ) -> bool:
-        check_next_version(task, expected_version)
+        check_next_version(f"task {task.id!r}", task.version, expected_version)
         task_id, status, _requester, _created_at, updated_at, expires_at, version, document = task_row(
             task, _format_time
         )
@@ -417,8 +431,14 @@ class SQLiteStore(Store):
         approvals: Sequence[ApprovalRecord],
         audit: Sequence[AuditDraft],
         callbacks: Sequence[CallbackDelivery],
+        grants: Sequence[IssuedGrant] = (),
     ) -> None:
-        """What commits together with a task write: its approvals, callbacks and audit events."""
+        """What commits together with a task or handle write: its approvals, grants, callbacks
+        and audit events."""
+        await db.executemany(
+            "INSERT INTO issued_grants (grant_id, handle_digest, document) VALUES (?, ?, ?)",
+            [grant_row(grant) for grant in grants],
+        )
         await db.executemany(
             "INSERT INTO approvals (id, task_id, item_index, approved_until, revoked_at, document)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -439,23 +459,18 @@ class SQLiteStore(Store):
         limit: int = 100,
         after_id: str | None = None,
     ) -> list[TaskRecord]:
-        conditions: list[str] = []
-        parameters: list[object] = []
-        if status is not None:
-            conditions.append("status = ?")
-            parameters.append(status)
-        if expires_before is not None:
-            conditions.append("expires_at < ?")
-            parameters.append(_format_time(expires_before))
-        if after_id is not None:
-            conditions.append("id > ?")
-            parameters.append(after_id)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        filters = [("status =", status), ("expires_at <", _optional_time(expires_before)), ("id >", after_id)]
+        return [decode_task(document) for document in await self._page("tasks", "id", filters, limit)]
+
+    async def _page(self, table: str, key: str, filters: Sequence[tuple[str, object]], limit: int) -> list[str]:
+        """The documents of `table` ordered by its `key` column (both ours, never caller input),
+        where every filter with a value holds (see `conjunction`)."""
+        where, parameters = conjunction(filters, lambda _: "?")
         async with self._transaction(write=False) as db:
             rows = await db.execute_fetchall(
-                f"SELECT document FROM tasks{where} ORDER BY id LIMIT ?", (*parameters, limit)
+                f"SELECT document FROM {table}{where} ORDER BY {key} LIMIT ?", (*parameters, limit)
             )
-        return [decode_task(document) for (document,) in rows]
+        return [document for (document,) in rows]
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         async with self._transaction(write=False) as db:
@@ -525,3 +540,82 @@ class SQLiteStore(Store):
             if cursor.rowcount != 1:
                 raise LookupError(f"no callback delivery {id_!r}")
             await self._chain_audit(db, audit)
+
+    # -- continuation handles -----------------------------------------------------------------
+    # The same write lock makes dedup and the version compare-and-set exact: a creator reads the
+    # pending handles of its dedup key and inserts with no other writer in between.
+
+    async def create_handle(self, handle: ContinuationHandle, audit: Sequence[AuditDraft] = ()) -> HandleCreation:
+        row = handle_row(handle, _format_time)
+        async with self._transaction(write=True) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM continuation_handles WHERE dedup_key = ? AND state = 'pending'"
+                " AND expires_at > ? ORDER BY expires_at DESC, handle_digest LIMIT 1",
+                (handle.dedup_key, _format_time(handle.created_at)),
+            )
+            if rows:
+                return HandleCreation(decode_handle(rows[0][0]), False)
+            await db.execute(
+                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, task_id, expires_at, version,"
+                " document) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            await self._chain_audit(db, audit)
+        return HandleCreation(decode_handle(row[-1]), True)
+
+    async def get_handle(self, handle_digest: str) -> ContinuationHandle | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM continuation_handles WHERE handle_digest = ?", (handle_digest,)
+            )
+        return decode_handle(rows[0][0]) if rows else None
+
+    async def update_handle(
+        self,
+        handle: ContinuationHandle,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditDraft] = (),
+        callbacks: Sequence[CallbackDelivery] = (),
+        grants: Sequence[IssuedGrant] = (),
+    ) -> bool:
+        digest, dedup_key, state, task_id, expires_at, version, document = handle_update_row(
+            handle, expected_version, grants, _format_time
+        )
+        async with self._transaction(write=True) as db:
+            stored = await db.execute_fetchall(
+                "SELECT state, version FROM continuation_handles WHERE handle_digest = ?", (digest,)
+            )
+            if not update_goes_ahead(handle, stored[0] if stored else None, expected_version):
+                return False
+            await db.execute(
+                "UPDATE continuation_handles SET dedup_key = ?, state = ?, task_id = ?, expires_at = ?, version = ?,"
+                " document = ? WHERE handle_digest = ?",
+                (dedup_key, state, task_id, expires_at, version, document, digest),
+            )
+            await self._insert_with_task(db, (), audit, callbacks, grants)
+        return True
+
+    async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM continuation_handles WHERE task_id = ? ORDER BY handle_digest", (task_id,)
+            )
+        return [decode_handle(document) for (document,) in rows]
+
+    async def list_handles(
+        self,
+        *,
+        state: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[ContinuationHandle]:
+        filters = [("state =", state), ("expires_at <", _optional_time(expires_before)), ("handle_digest >", after)]
+        documents = await self._page("continuation_handles", "handle_digest", filters, limit)
+        return [decode_handle(document) for document in documents]
+
+    async def get_grant(self, grant_id: str) -> IssuedGrant | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall("SELECT document FROM issued_grants WHERE grant_id = ?", (grant_id,))
+        return decode_grant(rows[0][0]) if rows else None
