@@ -1,0 +1,74 @@
+"""Idempotent submission (spec/arop.md §6, OP-20, OP-60): the key under which a repeated
+requestable request finds its pending handle, also sent as the ARAP `Idempotency-Key`.
+
+The key is SHA-256 hex over the RFC 8785 canonical JSON array of its parts, so the framing is
+unambiguous by construction (no part can run into the next) and a leading domain tag keeps the two
+key forms and any later version apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from profiles.arap.jcs import canonicalize
+from profiles.arop.errors import INVALID_AUTHORIZATION_DETAILS, OAuthFailure
+from profiles.arop.model import DecideRequest, Sender
+from profiles.arop.requested import Requested
+
+_REQUEST_KEY = "arop-dedup-request-v1"
+_TXN_KEY = "arop-dedup-txn-v1"
+
+
+def _digest(parts: list[Any]) -> str:
+    return hashlib.sha256(canonicalize(parts)).hexdigest()
+
+
+def _thumbprint(sender: Sender) -> str:
+    """The sender-constraint key with its kind, so a `jkt` never collides with an `x5t#S256`."""
+    if sender.dpop_jkt is not None:
+        return "jkt:" + sender.dpop_jkt
+    if sender.x5t_s256 is not None:
+        return "x5t#S256:" + sender.x5t_s256
+    return ""
+
+
+def _sorted_details(requested: Requested) -> list[str]:
+    """Each `authorization_details` object as its JCS text, sorted: element order and member
+    order do not change the request; every value does (D-ARAP-15)."""
+    try:
+        return sorted(canonicalize(element).decode("utf-8") for element in requested.authorization_details)
+    except ValueError:
+        raise OAuthFailure(INVALID_AUTHORIZATION_DETAILS, "authorization_details has no canonical JSON form") from None
+
+
+def request_dedup_key(request: DecideRequest, requested: Requested) -> str:
+    """§6, D-6: client_id ∥ binding ∥ key thumbprint ∥ principal ∥ sorted JCS details ∥ sorted
+    scope tokens ∥ sorted resources. The principal is the subject's type and id with the acting
+    chain (`act`): another agent acting for the same user is another request (D-AROP-6)."""
+    return _digest(
+        [
+            _REQUEST_KEY,
+            request.client.id,
+            request.binding,
+            _thumbprint(request.sender),
+            [request.subject.type, request.subject.id],
+            request.actor,
+            _sorted_details(requested),
+            sorted(requested.scope),
+            sorted(set(requested.resource)),
+        ]
+    )
+
+
+def txn_dedup_key(client_id: str, iss: str, txn: str) -> str:
+    """§6, OP-60: client_id ∥ challenge `iss` ∥ `txn`: one access request per transaction."""
+    return _digest([_TXN_KEY, client_id, iss, txn])
+
+
+def idempotency_key(dedup_key: str, resolved_before: int) -> str:
+    """§6, D-AROP-5: the ARAP `Idempotency-Key` of the access request behind a handle. The ARS
+    keeps a key's task after it ends (D-ARAP-21), so the key counts the handles of this dedup key
+    that already resolved: a retry after a crash recomputes the same key, a request after a
+    terminal handle gets a new one and a new access request."""
+    return f"{dedup_key}.{resolved_before}"
