@@ -28,13 +28,19 @@ APPROVAL_TYP = "arap-approval+jwt"
 @functools.cache
 def _jose() -> Any:
     """joserfc, loaded on first use: with cryptography under it, it costs every worker ~15 MiB,
-    which a PDP whose bundle never issues ARAP artifacts should not pay. The registry allows
-    only ES256: `alg: none`, HMAC (key confusion with a public key as the secret) and every
-    other algorithm fail before a key is even looked up."""
+    which a PDP whose bundle never issues ARAP artifacts should not pay."""
     from joserfc import jws, jwt
     from joserfc.errors import JoseError
 
-    return jws, jwt, JoseError, jws.JWSRegistry(algorithms=[ALGORITHM])
+    return jws, jwt, JoseError
+
+
+@functools.cache
+def _registry(algorithms: tuple[str, ...]) -> Any:
+    """A registry that knows only `algorithms`: `alg: none`, HMAC (key confusion with a public
+    key as the secret) and every other algorithm fail before a key is even looked up."""
+    return _jose()[0].JWSRegistry(algorithms=list(algorithms))
+
 
 KeyResolver = Callable[[str | None, str | None], "ECKey | None"]
 """`(iss, kid) -> key`: a key trusted for that issuer, else None. The service refreshes its JWK
@@ -69,17 +75,29 @@ def media_type(typ: object) -> str:
     return text.removeprefix("application/")
 
 
-def verify_jwt(token: str, *, resolve_key: KeyResolver, audience: str) -> VerifiedToken:
-    """Steps 1-2 of AR-26 (and AR-69): parse, select the key by `iss` + `kid`, check the
-    signature, then `aud` (absent or not naming `audience` fails). Raises UnverifiedToken."""
-    jws, _, JoseError, registry = _jose()
+def verify_jwt(
+    token: str,
+    *,
+    resolve_key: KeyResolver,
+    audience: str,
+    algorithms: tuple[str, ...] = (ALGORITHM,),
+    typ: str | None = None,
+) -> VerifiedToken:
+    """Steps 1-2 of AR-26 (and AR-69): parse, check `alg` (and `typ` when one is required),
+    select the key by `iss` + `kid`, check the signature, then `aud` (absent or not naming
+    `audience` fails). Raises UnverifiedToken. Other profiles (the txn challenge, TX-32) pass
+    their own algorithms and `typ`; ARAP artifacts are ES256 only (D-ARAP-4)."""
+    jws, _, JoseError = _jose()
+    registry = _registry(algorithms)
     try:
         compact = jws.extract_compact(token.encode("ascii"), registry=registry)
     except (JoseError, ValueError, UnicodeError):
         raise UnverifiedToken("not a compact JWS") from None
     header = compact.headers()
-    if header.get("alg") != ALGORITHM:
-        raise UnverifiedToken(f"alg {header.get('alg')!r} is not accepted; only {ALGORITHM}")
+    if header.get("alg") not in algorithms:
+        raise UnverifiedToken(f"alg {header.get('alg')!r} is not accepted; only {', '.join(algorithms)}")
+    if typ is not None and media_type(header.get("typ")) != typ:
+        raise UnverifiedToken(f"typ must be {typ}")
     if "crit" in header or "b64" in header:
         raise UnverifiedToken("JWS extensions (crit, b64) are not accepted")
     claims = _claims(compact.payload)

@@ -11,7 +11,6 @@ the recognized RS's keys, and nothing in the claims is used before the signature
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from profiles.arap.model import JSONObject
-from profiles.arap.signed import media_type, numeric_date
+from profiles.arap.signed import UnverifiedToken, numeric_date, verify_jwt
 from profiles.arop.errors import INVALID_REQUEST, OAuthFailure
 from profiles.arop.model import Relay
 from profiles.arop.requested import Requested
@@ -84,16 +83,6 @@ def _invalid(detail: str) -> OAuthFailure:
     return OAuthFailure(INVALID_REQUEST, f"transaction_challenge {detail}")
 
 
-@functools.cache
-def _jose() -> Any:
-    """joserfc, loaded on first use (as in profiles.arap.signed), with a registry that knows
-    only ALGORITHMS: anything else fails before a key is looked up."""
-    from joserfc import jws
-    from joserfc.errors import JoseError
-
-    return jws, JoseError, jws.JWSRegistry(algorithms=list(ALGORITHMS))
-
-
 def verify_challenge(
     token: str, *, resolve_key: KeyResolver, audience: str, now: datetime, skew: timedelta
 ) -> VerifiedChallenge:
@@ -101,16 +90,14 @@ def verify_challenge(
     (no `crit`/`b64`); the key of a recognized RS by (`iss`, `kid`); the signature; `aud`
     names this AS; `exp`/`iat` (and `nbf`) within `skew`; the required claims well typed.
     Any failure → OAuthFailure(invalid_request) (D-3)."""
-    header, payload, compact = _parse(token)
-    claims = _claims(payload)
-    issuer, kid = claims.get("iss"), header.get("kid")
-    if not isinstance(issuer, str) or not isinstance(kid, (str, type(None))):
-        raise _invalid("iss and kid must be strings")
-    key = resolve_key(issuer, kid)
-    if key is None:
-        raise _invalid("is not from a recognized resource server key")
-    _check_signature(compact, key)
-    _check_audience(claims, audience)
+    try:
+        verified = verify_jwt(
+            token, resolve_key=_recognized(resolve_key), audience=audience, algorithms=ALGORITHMS, typ=TYP
+        )
+    except UnverifiedToken as exc:
+        raise _invalid(f"rejected: {exc.detail}") from None
+    claims = verified.claims
+    issuer = claims["iss"]
     issued_at, expires_at = _check_times(claims, now, skew)
     return VerifiedChallenge(
         iss=issuer,
@@ -125,48 +112,13 @@ def verify_challenge(
     )
 
 
-def _parse(token: str) -> tuple[JSONObject, bytes, Any]:
-    jws, JoseError, registry = _jose()
-    try:
-        compact = jws.extract_compact(token.encode("ascii"), registry=registry)
-    except (JoseError, ValueError, UnicodeError):
-        raise _invalid("is not a compact JWS") from None
-    header = dict(compact.headers())
-    if media_type(header.get("typ")) != TYP:
-        raise _invalid(f"typ must be {TYP}")
-    if header.get("alg") not in ALGORITHMS:
-        raise _invalid("alg is not an accepted asymmetric algorithm")
-    if "crit" in header or "b64" in header:
-        raise _invalid("uses JWS extensions (crit, b64)")
-    return header, compact.payload, compact
+def _recognized(resolve_key: KeyResolver) -> Callable[[str | None, str | None], Any]:
+    """A challenge names its RS in `iss`; one without an `iss` string has no RS to trust."""
 
+    def resolve(iss: str | None, kid: str | None) -> Any:
+        return resolve_key(iss, kid) if isinstance(iss, str) else None
 
-def _claims(payload: bytes | None) -> JSONObject:
-    try:
-        claims = msgspec.json.decode(payload or b"")
-    except msgspec.DecodeError:
-        raise _invalid("payload is not JSON") from None
-    if not isinstance(claims, dict):
-        raise _invalid("payload is not a JSON object")
-    return claims
-
-
-def _check_signature(compact: Any, key: Key) -> None:
-    jws, JoseError, registry = _jose()
-    try:
-        valid = jws.validate_compact(compact, key, registry=registry)
-    except (JoseError, ValueError):
-        valid = False
-    if not valid:
-        raise _invalid("signature does not verify")
-
-
-def _check_audience(claims: JSONObject, audience: str) -> None:
-    """TX-42: `aud` is this AS (a string, or an array naming it)."""
-    aud = claims.get("aud")
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if audience not in audiences:
-        raise _invalid("is not addressed to this authorization server")
+    return resolve
 
 
 def _check_times(claims: JSONObject, now: datetime, skew: timedelta) -> tuple[datetime, datetime]:

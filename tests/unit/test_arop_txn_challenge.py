@@ -177,7 +177,7 @@ def test_tx_32_payload_must_be_a_json_object(key: ECKey) -> None:
 def test_op_78_only_a_recognized_rs_key_verifies(key: ECKey, where: str) -> None:
     """OP-11: a challenge for another RS, or an unknown key, is never acted upon."""
     token = challenge(key, iss="https://evil.example") if where == "issuer" else challenge(key, {**HEADER, "kid": "other"})
-    assert "recognized" in rejected(token, key)
+    assert "no key trusted" in rejected(token, key)
 
 
 def test_tx_34_the_signature_must_verify(key: ECKey) -> None:
@@ -200,7 +200,7 @@ def test_tx_42_aud_names_this_as(key: ECKey, aud: Any) -> None:
 
 @pytest.mark.parametrize("aud", [REMOVE, "https://other-as.example", ["https://other-as.example"], 7])
 def test_tx_42_a_challenge_for_another_as_is_refused(key: ECKey, aud: Any) -> None:
-    assert "authorization server" in rejected(challenge(key, aud=aud), key)
+    assert "aud is missing or does not name" in rejected(challenge(key, aud=aud), key)
 
 
 def test_tx_42_expiry_and_issuance_within_the_skew(key: ECKey) -> None:
