@@ -6,7 +6,6 @@ Retired keys stay published (and so keep verifying) until their `retires_at` pas
 
 from __future__ import annotations
 
-import base64
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from profiles.arap.signed import peek
 from services.store import Store
 from services.store.records import SigningKey
 
@@ -72,7 +72,7 @@ class KeyRing:
         """A `(iss, kid) -> key` resolver for verifying `token` (profiles.arap.signed): our own
         keys, trusted for `issuers` only. A `kid` we do not hold refreshes the set once before
         the resolver answers None (AR-5): another instance may have rotated meanwhile."""
-        kid = _header_kid(token)
+        _, kid = peek(token)
         keys = await self._load()
         if kid is not None and all(stored.kid != kid for stored in keys):
             self._loaded_at = None
@@ -101,18 +101,6 @@ class KeyRing:
             public = _ec_key().import_key(msgspec.json.decode(stored.private_jwk)).as_dict(private=False)
             keys.append({**public, "kid": stored.kid, "alg": stored.alg, "use": "sig"})
         return {"keys": keys}
-
-
-def _header_kid(token: object) -> str | None:
-    """The `kid` of a compact JWS header, unverified (only to pick a key); None if unreadable."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        return None
-    try:
-        header = msgspec.json.decode(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
-    except (ValueError, msgspec.DecodeError):
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid if isinstance(kid, str) else None
 
 
 async def rotate(store: Store, *, grace: timedelta) -> SigningKey:

@@ -108,13 +108,16 @@ class Received(msgspec.Struct, frozen=True):
 
 class HttpsReceiver:
     """What an HTTPS endpoint on 127.0.0.1 was sent, and the statuses it answers with: the
-    scripted ones in order, then `default_status`. `delay` holds each answer back that long."""
+    scripted ones in order, then `default_status`. `delay` holds each answer back that long.
+    A GET is answered with `document` (a published JWK Set, say) and `document_headers`."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.statuses: list[int] = []
         self.default_status = 200
         self.delay = 0.0
+        self.document = b""
+        self.document_headers: dict[str, str] = {}
         self.port = 0
         self._lock = threading.Lock()
 
@@ -137,6 +140,20 @@ def _handler(receiver: HttpsReceiver) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Location", "/redirected")
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_GET(self) -> None:
+            request = Received(method="GET", path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=b"")
+            status, delay = receiver.record(request)
+            time.sleep(delay)
+            body = receiver.document if status == 200 else b""
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", "/redirected")
+            for name, value in receiver.document_headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:  # quiet test output
             pass

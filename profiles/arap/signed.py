@@ -7,6 +7,7 @@ scope) is the caller's, in the order its own procedure prescribes.
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -67,6 +68,22 @@ def sign_jwt(claims: JSONObject, key: ECKey, typ: str) -> str:
         header["kid"] = key.kid
     jwt = _jose()[1]
     return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
+
+
+def peek(token: object) -> tuple[str | None, str | None]:
+    """The `iss` claim and `kid` header of a compact JWS, UNVERIFIED: only to choose which keys
+    to load before verifying. (None, None) for anything unreadable."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None, None
+    header_text, payload_text, _ = token.split(".")
+    try:
+        header = msgspec.json.decode(base64.urlsafe_b64decode(header_text + "=" * (-len(header_text) % 4)))
+        claims = msgspec.json.decode(base64.urlsafe_b64decode(payload_text + "=" * (-len(payload_text) % 4)))
+    except (ValueError, msgspec.DecodeError):
+        return None, None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return (issuer if isinstance(issuer, str) else None), (kid if isinstance(kid, str) else None)
 
 
 def media_type(typ: object) -> str:
