@@ -20,6 +20,8 @@ from services.config import Config, load_config
 from services.http import EXCEPTION_HANDLERS
 from services.keys import KeyRing
 from services.logs import configure_logging
+from services.oauth import api as oauth_api
+from services.oauth.service import SidecarService
 from services.observability import RequestContextMiddleware
 from services.pdp import api as pdp_api
 from services.pdp.runtime import PolicyRuntime
@@ -49,7 +51,6 @@ def create_app(config: Config) -> Any:
     runtime = PolicyRuntime(config.bundle_path(), store, reload_interval=config.policy.reload_interval, max_depth=config.server.max_json_depth)
     key_ring = KeyRing(store)
     access_requests = AccessRequestService(config, store, runtime, key_ring)
-    worker = AccessRequestWorker(access_requests, CallbackDeliverer(store, config))
     changes = None
     if config.redis.url:  # imported only when used: redis-py costs every worker ~15 MiB
         from services.changes import ChangeFeed
@@ -74,8 +75,8 @@ def create_app(config: Config) -> Any:
             await store.close()
 
     app = App(
-        route_handlers=[pdp_api.router(config), ars_api.router, admin.router, *ops.ROUTES],
-        exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS},
+        route_handlers=[pdp_api.router(config), ars_api.router, oauth_api.router, admin.router, *ops.ROUTES],
+        exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS, **oauth_api.EXCEPTION_HANDLERS},
         lifespan=[lifespan],
         openapi_config=None,
         request_max_body_size=config.server.max_body_bytes,
@@ -89,6 +90,11 @@ def create_app(config: Config) -> Any:
     app.state.authenticator = Authenticator(config.callers, config.reviewers)
     app.state.key_ring = key_ring
     app.state.access_requests = access_requests
+    # The sidecar decides through the PDP's own decision path (services.pdp.decisions), which
+    # reads the application state: it is made once the app exists, like the worker that
+    # expires its handles (the lifespan starts the worker after this function returns).
+    app.state.oauth = oauth = SidecarService(app, access_requests)
+    worker = AccessRequestWorker(access_requests, CallbackDeliverer(store, config), oauth)
     return RequestContextMiddleware(app, access_log=config.logging.access_log)
 
 

@@ -22,7 +22,7 @@ import msgspec
 
 from services.config import CallerConfig, ReviewerConfig
 
-Scope = Literal["evaluate", "explain", "request", "cancel", "admin"]
+Scope = Literal["evaluate", "explain", "request", "cancel", "admin", "oauth"]
 KEY_PREFIX = "arop_"
 T = TypeVar("T")
 

@@ -11,10 +11,11 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 
-from services.config import REPO_ROOT, Config, ConfigError, load_config
+from services.config import REPO_ROOT, CallerScope, Config, ConfigError, load_config
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -278,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     callers = commands.add_parser("callers", help="API callers").add_subparsers(dest="callers_command", required=True)
     new_key = callers.add_parser("new-key", help="generate an API key and its [[callers]] configuration entry")
     new_key.add_argument("--name", required=True)
-    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=["evaluate", "explain", "request", "cancel", "admin"])
+    new_key.add_argument("--scopes", nargs="+", default=["evaluate"], choices=list(get_args(CallerScope)))
     new_key.set_defaults(run=cmd_callers_new_key)
 
     reviewers = commands.add_parser("reviewers", help="people who decide access requests").add_subparsers(dest="reviewers_command", required=True)

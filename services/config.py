@@ -78,7 +78,7 @@ class PdpConfig(_Section):
     metadata_max_age: int = 300
 
 
-CallerScope = Literal["evaluate", "explain", "request", "cancel", "admin"]
+CallerScope = Literal["evaluate", "explain", "request", "cancel", "admin", "oauth"]
 
 
 class SubjectPattern(_Section):
@@ -93,7 +93,8 @@ class CallerConfig(_Section):
 
     Scopes: `evaluate` (AuthZEN APIs), `explain` (policy ids in denials), `request` (submit
     access requests and read their status), `cancel` (cancel them: a separate right, AR-91),
-    `admin` (admin API). `subjects` limits the subjects whose access requests the caller may
+    `admin` (admin API), `oauth` (the AS-facing sidecar API: an Authorization Server; the
+    sidecar submits, reads and cancels the access requests behind its handles as this caller). `subjects` limits the subjects whose access requests the caller may
     submit, read and cancel (AR-90, AR-91); empty: any subject."""
 
     name: str
@@ -154,6 +155,32 @@ class AccessRequestConfig(_Section):
     worker_interval: float = 1.0
 
 
+RetryTransport = Literal["completion_mode=deferred", "ciba"]
+
+
+class OAuthConfig(_Section):
+    """The AS-facing sidecar (AROP, services/oauth): lifetimes of what it tells the AS to mint
+    and of the continuation handles it issues."""
+
+    # The Authorization Server's identifier (its `issuer`): the `aud` a transaction challenge
+    # must name (TX-42). Empty: the AS has not been described yet (txn is then refused).
+    issuer: str = ""
+    # Seconds an access token may live at most (OP-34's policy ttl; approvals bound it further).
+    access_token_ttl: int = 900
+    # Seconds a refresh may be made after issuance; 0: no refresh tokens (OP-36).
+    refresh_token_ttl: int = 0
+    # The shortest lifetime worth issuing, seconds (OP-34: below it the answer is access_denied).
+    min_token_lifetime: int = 1
+    # The polling interval first handed out, seconds (OP-29; slow_down adds 5 s, OP-28).
+    interval: int = 5
+    # Seconds a continuation handle lives at most; its ARS task's expiry may end it sooner (D-5).
+    handle_ttl: int = 3600
+    # DESIGN.md §5 / D-AROP-4: tell a client that did not opt in that approval is obtainable,
+    # and through which transports it may retry. Off, or an empty list: the plain OP-14 error.
+    remediation: bool = True
+    retry_with: list[RetryTransport] = msgspec.field(default_factory=lambda: ["completion_mode=deferred"])
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # One JSON line per HTTP request. Off by default: it costs throughput on the decision path.
@@ -169,6 +196,7 @@ class Config(_Section):
     callers: list[CallerConfig] = msgspec.field(default_factory=list)
     reviewers: list[ReviewerConfig] = msgspec.field(default_factory=list)
     access_requests: AccessRequestConfig = msgspec.field(default_factory=AccessRequestConfig)
+    oauth: OAuthConfig = msgspec.field(default_factory=OAuthConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     def access_request_endpoint(self) -> str:
@@ -262,6 +290,14 @@ def _check(config: Config) -> None:
     for key in ("hint_ttl", "token_lifetime", "retention", "callback_max_attempts"):
         if getattr(ars, key) < 1:
             raise ConfigError(f"access_requests.{key}: must be at least 1")
+    oauth = config.oauth
+    for key in ("access_token_ttl", "min_token_lifetime", "interval", "handle_ttl"):
+        if getattr(oauth, key) < 1:
+            raise ConfigError(f"oauth.{key}: must be at least 1")
+    if oauth.refresh_token_ttl < 0:
+        raise ConfigError("oauth.refresh_token_ttl: must be 0 (no refresh tokens) or more")
+    if oauth.issuer and not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", oauth.issuer):
+        raise ConfigError("oauth.issuer: must be an absolute http(s) URL without query or fragment")
     for index, network in enumerate(ars.callback_allow_networks):
         try:
             ipaddress.ip_network(network, strict=False)

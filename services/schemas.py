@@ -11,6 +11,7 @@ import msgspec
 
 from profiles.arap import model as arap
 from profiles.arap.discovery import ArapMetadata
+from profiles.arop import model as arop
 from profiles.authzen import model as authzen
 from services.admin import EntitiesBody, UidsBody
 
@@ -36,6 +37,15 @@ WIRE_TYPES: list[tuple[str, Any]] = [
     ("arap/cancel-request", arap.CancelRequest),
     ("arap/callback-body", arap.CallbackBody),
     ("arap/problem", arap.Problem),
+    ("oauth/decide-request", arop.DecideRequest),
+    ("oauth/decide-response", arop.DecideResponse),
+    ("oauth/redeem-request", arop.RedeemRequest),
+    ("oauth/redeem-response", arop.RedeemResponse),
+    ("oauth/cancel-request", arop.CancelRequest),
+    ("oauth/cancel-response", arop.Relay),
+    ("oauth/refresh-check-request", arop.RefreshCheckRequest),
+    ("oauth/exchange-check-request", arop.ExchangeCheckRequest),
+    ("oauth/grant-check-response", arop.GrantCheckResponse),
     ("admin/entities", EntitiesBody),
     ("admin/entity-uids", UidsBody),
 ]
@@ -44,8 +54,8 @@ ReviewerObject = dict[str, Any]  # reviewer API and ticket answers: see docs/acc
 
 # (method, path, operation id, summary, request type, response type(s), security);
 # a tuple of response types is a oneOf (the batch endpoint answers a single Decision when
-# `evaluations` is absent or empty, AZ-8). Paths under /access/v1/requests, /reviewer/ and
-# /admin/ answer errors as RFC 9457 problems, the AuthZEN endpoints as AuthZEN error bodies.
+# `evaluations` is absent or empty, AZ-8). Paths under /access/v1/requests, /oauth/, /reviewer/
+# and /admin/ answer errors as RFC 9457 problems, the AuthZEN endpoints as AuthZEN error bodies.
 OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/access/v1/evaluation", "evaluation", "Access Evaluation (AuthZEN §4)", authzen.EvaluationRequest, authzen.Decision, True),
     ("post", "/access/v1/evaluations", "evaluations", "Access Evaluations, batch (AuthZEN §5)", authzen.EvaluationsRequest, (authzen.EvaluationsResponse, authzen.Decision), True),
@@ -63,6 +73,11 @@ OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/reviewer/v1/tasks/{task_id}/approve", "reviewerApprove", "Approve the current step", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/deny", "reviewerDeny", "Deny the request", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/comments", "reviewerComment", "Comment on the request", ReviewerObject, ReviewerObject, True),
+    ("post", "/oauth/v1/decide", "oauthDecide", "AROP sidecar: a token request as the AS saw it (allow, error, remediation or pending)", arop.DecideRequest, arop.DecideResponse, True),
+    ("post", "/oauth/v1/redeem", "oauthRedeem", "AROP sidecar: a poll or redemption of a continuation handle", arop.RedeemRequest, arop.RedeemResponse, True),
+    ("post", "/oauth/v1/cancel", "oauthCancel", "AROP sidecar: a deferral-code revocation (RFC 7009: always 200)", arop.CancelRequest, arop.Relay, True),
+    ("post", "/oauth/v1/refresh-check", "oauthRefreshCheck", "AROP sidecar: may a token from an approval be refreshed", arop.RefreshCheckRequest, arop.GrantCheckResponse, True),
+    ("post", "/oauth/v1/exchange-check", "oauthExchangeCheck", "AROP sidecar: may a token from an approval be exchanged", arop.ExchangeCheckRequest, arop.GrantCheckResponse, True),
     ("post", "/admin/v1/approvals/{approval_id}/revoke", "revokeApproval", "Withdraw an approval (ARAP AR-71)", None, ReviewerObject, True),
     ("post", "/admin/v1/entities", "upsertEntities", "Insert or replace entities", EntitiesBody, None, True),
     ("post", "/admin/v1/entities/delete", "deleteEntities", "Delete entities", UidsBody, None, True),
@@ -103,7 +118,7 @@ def openapi() -> dict[str, Any]:
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP, ARAP Access Request Service, reviewer and admin APIs"},
+        "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP, ARAP Access Request Service, AROP AS-facing sidecar, reviewer and admin APIs"},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key configured in [[callers]]"}}},
     }

@@ -24,13 +24,29 @@ def _digest(parts: list[Any]) -> str:
     return hashlib.sha256(canonicalize(parts)).hexdigest()
 
 
-def _thumbprint(sender: Sender) -> str:
-    """The sender-constraint key with its kind, so a `jkt` never collides with an `x5t#S256`."""
+_JKT = "jkt:"
+_X5T = "x5t#S256:"
+
+
+def thumbprint(sender: Sender) -> str:
+    """The sender-constraint key with its kind, so a `jkt` never collides with an `x5t#S256`;
+    empty without a key. Also the form a handle records its key in (OP-62)."""
     if sender.dpop_jkt is not None:
-        return "jkt:" + sender.dpop_jkt
+        return _JKT + sender.dpop_jkt
     if sender.x5t_s256 is not None:
-        return "x5t#S256:" + sender.x5t_s256
+        return _X5T + sender.x5t_s256
     return ""
+
+
+def sender_of(recorded: str | None) -> Sender:
+    """The Sender a recorded `thumbprint` stands for (OP-62: later uses compare against it)."""
+    if recorded and recorded.startswith(_JKT):
+        return Sender(dpop_jkt=recorded.removeprefix(_JKT))
+    if recorded and recorded.startswith(_X5T):
+        return Sender(x5t_s256=recorded.removeprefix(_X5T))
+    if recorded:
+        raise ValueError(f"not a recorded key thumbprint: {recorded!r}")
+    return Sender()
 
 
 def _sorted_details(requested: Requested) -> list[str]:
@@ -51,7 +67,7 @@ def request_dedup_key(request: DecideRequest, requested: Requested) -> str:
             _REQUEST_KEY,
             request.client.id,
             request.binding,
-            _thumbprint(request.sender),
+            thumbprint(request.sender),
             [request.subject.type, request.subject.id],
             request.actor,
             _sorted_details(requested),

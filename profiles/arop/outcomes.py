@@ -69,7 +69,7 @@ def choose(request: DecideRequest, decisions: Sequence[PairDecision], *, retry_w
         raise ValueError("a request expands to at least one pair")
     denied = next((d for d in decisions if d.verdict == "deny"), None)
     if denied is not None:
-        return _denial(denied.pair.origin)
+        return denial_error(denied.pair.origin)
     requestable = [d for d in decisions if d.verdict == "requestable" or request.binding == "txn"]
     if not requestable:
         return "allow"
@@ -80,14 +80,16 @@ def choose(request: DecideRequest, decisions: Sequence[PairDecision], *, retry_w
     return "defer"
 
 
-def _denial(origin: Origin) -> OAuthError:
-    """OP-14, OP-72: the code says which parameter was refused, the description nothing more."""
+def denial_error(origin: Origin) -> OAuthError:
+    """OP-14, OP-72: the code says which parameter was refused, the description nothing more.
+    Also the answer when an access request cannot be opened for a requestable denial: the
+    access is then not obtainable, and the client learns no more (OP-73)."""
     return OAuthError(status=400, error=_DENIAL_CODES[origin])
 
 
 def _without_opt_in(requestable: Sequence[PairDecision], retry_with: Sequence[RetryWith]) -> OAuthError | Remediation:
     """OP-17, OP-46: never the deferred response without `completion_mode=deferred`."""
-    refusal = _denial(requestable[0].pair.origin)
+    refusal = denial_error(requestable[0].pair.origin)
     if not retry_with or not all(d.reveal for d in requestable):
         return refusal
     return Remediation(

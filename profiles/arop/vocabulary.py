@@ -7,6 +7,7 @@ type and each scope token becomes resource/action pairs, declared in the bundle'
     resource_type = "File"                # default: the RAR type itself
     id = "locations"                      # resource id: each `locations` entry, or `identifier`
     properties = ["project"]              # extra members copied into resource.properties
+    context = ["amount"]                  # extra members copied into the evaluation context
     default_action = "read"               # optional: the action when `actions` is absent
 
     [scopes."files:read"]
@@ -15,6 +16,9 @@ type and each scope token becomes resource/action pairs, declared in the bundle'
 
 One element yields one pair per action × location (§10 default vocabulary): resource
 `{type, id, properties: {location, datatypes, privileges, <properties>}}`, action `{name}`.
+Members named in `context` go into the evaluation context instead, shared by every pair of the
+request (`request_context`): the request is one unit (OP-38), evaluated and approved in one
+context, so two elements that disagree on such a member are refused.
 Sidecar, PDP and RSs must agree on this mapping (OP-40); the PDP sees every member that is
 granted, so a member the type does not declare is refused (D-AROP-7).
 """
@@ -26,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from profiles.arap.compare import json_equal
 from profiles.arap.model import JSONObject
 from profiles.arop.errors import (
     INVALID_AUTHORIZATION_DETAILS,
@@ -41,6 +46,8 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # TX-63: the common RAR members the default rule maps itself; `location` is the property it adds.
 _MAPPED_MEMBERS = frozenset({"type", "actions", "locations", "identifier", "datatypes", "privileges"})
 _RESERVED_PROPERTIES = _MAPPED_MEMBERS | {"location"}
+SIDECAR_CONTEXT = frozenset({"client_id", "dpop_jkt", "x5t_s256", "resource", "approval"})
+"""§10: the context members the sidecar itself sets; no element member may take their place."""
 
 
 class DetailsType(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -49,6 +56,7 @@ class DetailsType(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     resource_type: NonEmpty | None = None
     id: Literal["identifier", "locations"] = "locations"
     properties: tuple[NonEmpty, ...] = ()
+    context: tuple[NonEmpty, ...] = ()
     default_action: NonEmpty | None = None
 
 
@@ -139,6 +147,12 @@ def _type_problems(name: str, kind: DetailsType) -> list[str]:
     problems = [f"{where}: {prop!r} is mapped by the default rule" for prop in kind.properties if prop in _RESERVED_PROPERTIES]
     if len(set(kind.properties)) != len(kind.properties):
         problems.append(f"{where}: names a member twice")
+    where = f"authorization_details.{name}.context"
+    problems += [f"{where}: {member!r} is mapped by the default rule" for member in kind.context if member in _RESERVED_PROPERTIES]
+    problems += [f"{where}: {member!r} is set by the sidecar" for member in kind.context if member in SIDECAR_CONTEXT]
+    problems += [f"{where}: {member!r} is also a property" for member in kind.context if member in kind.properties]
+    if len(set(kind.context)) != len(kind.context):
+        problems.append(f"{where}: names a member twice")
     return problems
 
 
@@ -175,6 +189,23 @@ def expand(requested: Requested, vocabulary: Vocabulary) -> list[Pair]:
     return pairs
 
 
+def request_context(requested: Requested, vocabulary: Vocabulary) -> JSONObject:
+    """OP-38, §10: the members the elements' types copy into the evaluation context, merged
+    into one context for the whole request. Call after `expand` (which validates each element).
+    Two elements with different values for one member → invalid_authorization_details: one
+    request is evaluated, approved and issued as one unit."""
+    context: JSONObject = {}
+    for element in requested.authorization_details:
+        kind = vocabulary.authorization_details[element["type"]]
+        for member in kind.context:
+            if member not in element:
+                continue
+            if member in context and not json_equal(context[member], element[member]):
+                raise _invalid("authorization_details disagree on a shared member")
+            context[member] = element[member]
+    return context
+
+
 def _invalid(description: str) -> OAuthFailure:
     return OAuthFailure(INVALID_AUTHORIZATION_DETAILS, description)
 
@@ -185,7 +216,7 @@ def _element_pairs(element: Any, index: int, vocabulary: Vocabulary) -> list[Pai
     kind = vocabulary.authorization_details.get(element["type"])
     if kind is None:
         raise _invalid("unknown authorization_details type")
-    if set(element) - _MAPPED_MEMBERS - set(kind.properties):
+    if set(element) - _MAPPED_MEMBERS - set(kind.properties) - set(kind.context):
         raise _invalid("authorization_details member not defined for its type")
     actions = _strings(element, "actions") or ([kind.default_action] if kind.default_action else None)
     if actions is None:

@@ -1,6 +1,7 @@
 """The Access Request Service's background work, run in every worker process and replica:
 pending tasks expire on time (AR-87), step timeouts expire or escalate, recorded evaluations
-and remembered token ids are purged after their windows, and callbacks are delivered.
+and remembered token ids are purged after their windows, callbacks are delivered, and the
+sidecar's pending continuation handles expire, cancelling their tasks first (AROP OP-26).
 
 Running it everywhere at once is safe: task changes are version-checked, callback deliveries
 leased, purges idempotent. A failed round is logged and the next one tries again.
@@ -14,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from services import background
 from services.access_requests.delivery import CallbackDeliverer
-from services.access_requests.service import AccessRequestService
+from services.access_requests.service import SYSTEM, AccessRequestService
+from services.auth import Caller
+from services.oauth.service import SidecarService
 from services.store import StoreUnavailable
 
 log = logging.getLogger("arop.access_requests")
@@ -25,9 +28,10 @@ EXPIRED_EVALUATION_KEPT = timedelta(minutes=15)
 
 
 class AccessRequestWorker:
-    def __init__(self, service: AccessRequestService, deliverer: CallbackDeliverer) -> None:
+    def __init__(self, service: AccessRequestService, deliverer: CallbackDeliverer, oauth: SidecarService | None = None) -> None:
         self.service = service
         self.deliverer = deliverer
+        self.oauth = oauth
         self.interval = service.config.access_requests.worker_interval
         self._task: asyncio.Task[None] | None = None
 
@@ -41,6 +45,8 @@ class AccessRequestWorker:
         store = self.service.store
         # Whole seconds, like every instant the service hands out (services/access_requests/api.py).
         await self.service.expire_due(now.replace(microsecond=0))
+        if self.oauth is not None:
+            await self.oauth.expire_due(Caller(SYSTEM, frozenset()), now)
         # Submissions are refused after expiry + skew anyway; a record is kept a while longer so
         # that a late one is told so (AR-30: `expired_denial`), not that its id is unknown.
         await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)

@@ -5,6 +5,7 @@
       *.cedar, policies/*.cedar  policies, any depth (tests/ excluded)
       entities.json              optional: [{"type","id","properties","parents":[{"type","id"}]}]
       workflows.toml             approval workflows, one per @requestable template
+      oauth.toml                 optional: the OAuth vocabulary of the AS-facing sidecar (OP-40)
       tests/*.json               optional: declarative test cases (`arop policy test`)
 
 A bundle is parsed and validated once per version; every problem is reported with file:line,
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import msgspec
 from cedarpy import pst
 
+from profiles.arop.vocabulary import VOCABULARY_FILE, Vocabulary, parse_vocabulary
 from services.access_requests.workflows import WORKFLOWS_FILE, Workflows, auto_approve_policy, load_workflows
 from services.pdp import cedar
 from services.pdp.context_members import bundle_members
@@ -101,12 +103,14 @@ class Bundle(msgspec.Struct, frozen=True):
     context_members: frozenset[str] | None = frozenset()
     # template → cedar.PolicySet of the workflow's `auto_approve` condition (Engine.auto_approved).
     auto_approve: dict[str, Any] = {}
+    # How `authorization_details` types and scope tokens map to resource/action pairs (OP-40).
+    vocabulary: Vocabulary = Vocabulary()
 
 
 def bundle_files(path: Path) -> list[Path]:
     """Every file that is part of the bundle's meaning (tests excluded), in a stable order."""
     files = [p for p in path.rglob("*.cedar") if TESTS_DIR not in p.relative_to(path).parts[:1]]
-    files += [path / name for name in (*SCHEMA_FILES, ENTITIES_FILE, WORKFLOWS_FILE) if (path / name).is_file()]
+    files += [path / name for name in (*SCHEMA_FILES, ENTITIES_FILE, WORKFLOWS_FILE, VOCABULARY_FILE) if (path / name).is_file()]
     files += [p for p in path.glob("schemas/*.json")]  # request schemas of workflows
     return sorted(files)
 
@@ -154,6 +158,7 @@ def load_bundle(path: str | Path) -> Bundle:
             for info in policies.values()
             if info.requestable is not None and workflows.get(info.requestable) is None
         )
+    vocabulary = _load_vocabulary(root, problems)
     if problems:
         raise BundleError(problems)
     auto_approve = _auto_approve_policies(workflows)
@@ -171,7 +176,19 @@ def load_bundle(path: str | Path) -> Bundle:
         literal_uids=frozenset(literals),
         context_members=bundle_members([*standing.values(), *tiered.values(), *auto_approve.values()]),
         auto_approve={template: cedar.policy_set_from_json({"auto_approve": body}) for template, body in auto_approve.items()},
+        vocabulary=vocabulary,
     )
+
+
+def _load_vocabulary(root: Path, problems: list[Problem]) -> Vocabulary:
+    """OP-40: the bundle's oauth.toml, if any; its problems refuse the bundle like workflows'
+    (a sidecar must never expand a request with a half-read vocabulary)."""
+    file = root / VOCABULARY_FILE
+    if not file.is_file():
+        return Vocabulary()
+    vocabulary, found = parse_vocabulary(file.read_text(encoding="utf-8"))
+    problems.extend(Problem(VOCABULARY_FILE, 0, message) for message in found)
+    return vocabulary
 
 
 def _auto_approve_policies(workflows: Workflows) -> dict[str, dict[str, Any]]:

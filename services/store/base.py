@@ -246,6 +246,12 @@ class Store(abc.ABC):
         change (terminal states never change), or if a grant names another handle."""
 
     @abc.abstractmethod
+    async def handles_for_dedup_key(self, dedup_key: str) -> list[ContinuationHandle]:
+        """Every handle of a dedup key, in any state (ordered by digest): before opening an
+        access request the sidecar looks for the pending one to answer with (OP-20) and counts
+        the resolved ones for the ARAP Idempotency-Key (D-AROP-5)."""
+
+    @abc.abstractmethod
     async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
         """Every handle of an ARS task, in any state (ordered by digest): when the task completes,
         the sidecar finds the handles to resolve and notify."""

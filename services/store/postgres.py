@@ -615,6 +615,13 @@ class PostgresStore(Store):
             await self._insert_with_task(connection, (), audit, callbacks, grants)
         return True
 
+    async def handles_for_dedup_key(self, dedup_key: str) -> list[ContinuationHandle]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                "SELECT document FROM continuation_handles WHERE dedup_key = $1 ORDER BY handle_digest", dedup_key
+            )
+        return [decode_handle(row["document"]) for row in rows]
+
     async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
         async with self._connection() as connection:
             rows = await connection.fetch(

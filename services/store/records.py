@@ -237,6 +237,9 @@ class ContinuationHandle(msgspec.Struct, kw_only=True, omit_defaults=True):
     grant_id: str | None = None  # the IssuedGrant, once issued
     txn_issuer: str | None = None  # txn binding: the challenging RS (`iss`)
     txn: str | None = None
+    # The handle sealed under a server key (JWE dir+A256GCM), opened only to answer a
+    # deduplicated request while pending (OP-20, D-AROP-18); the digest serves every lookup.
+    sealed_handle: str | None = None
 
 
 class HandleCreation(msgspec.Struct):
@@ -254,6 +257,7 @@ class IssuedGrant(msgspec.Struct, kw_only=True, omit_defaults=True):
     grant_id: str  # opaque; the AS keeps it with the refresh token family / token id
     handle_digest: str
     client_id: str
+    client_auth: str = ""  # the client authentication method at origination (OP-62)
     key_thumbprint: str | None = None
     subject: dict[str, Any]
     authorization_details: list[dict[str, Any]] = []
@@ -264,6 +268,10 @@ class IssuedGrant(msgspec.Struct, kw_only=True, omit_defaults=True):
     refresh_allowed: bool
     created_at: datetime
     revoked_at: datetime | None = None
+    # The grant as the AS was told to mint it (profiles.arop.model.Grant, wire form): its
+    # refresh bound is carried over by refresh and exchange, never extended (OP-35).
+    grant: dict[str, Any] = {}
+    single_use: bool = False
 
 
 GENESIS_HASH = "0" * 64

@@ -596,6 +596,13 @@ class SQLiteStore(Store):
             await self._insert_with_task(db, (), audit, callbacks, grants)
         return True
 
+    async def handles_for_dedup_key(self, dedup_key: str) -> list[ContinuationHandle]:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM continuation_handles WHERE dedup_key = ? ORDER BY handle_digest", (dedup_key,)
+            )
+        return [decode_handle(document) for (document,) in rows]
+
     async def handles_for_task(self, task_id: str) -> list[ContinuationHandle]:
         async with self._transaction(write=False) as db:
             rows = await db.execute_fetchall(

@@ -497,6 +497,20 @@ async def test_handles_for_task(store: Store) -> None:
     assert await store.handles_for_task("missing") == []
 
 
+async def test_handles_for_dedup_key(store: Store) -> None:
+    """Every handle of one dedup key, in any state and digest order: the pending one a retry
+    gets (OP-20), the resolved ones the Idempotency-Key counts (D-AROP-5)."""
+    first = await with_handle(store)
+    assert await store.update_handle(advanced(first, state="denied"), expected_version=0)
+    second = await with_handle(store, handle("h2", created_at=T0 + timedelta(seconds=1)))
+    await with_handle(store, handle("h3", dedup_key="dk-other"))
+
+    found = await store.handles_for_dedup_key("dk-1")
+    assert sorted(found, key=lambda h: h.handle_digest) == found
+    assert {h.handle_digest: h.state for h in found} == {first.handle_digest: "denied", second.handle_digest: "pending"}
+    assert await store.handles_for_dedup_key("missing") == []
+
+
 async def test_list_handles_for_the_expiry_worker(store: Store) -> None:
     """Pending handles expiring strictly before an instant, in digest order, page by page."""
     records = [

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from profiles.arop import dtr
-from profiles.arop.dedup import idempotency_key, request_dedup_key, txn_dedup_key
+from profiles.arop.dedup import idempotency_key, request_dedup_key, sender_of, thumbprint, txn_dedup_key
 from profiles.arop.errors import DEFERRED_PATH_ONLY, OAuthFailure
 from profiles.arop.model import (
     Allow,
@@ -29,11 +29,12 @@ from profiles.arop.model import (
     Relay,
     Remediation,
     RetryWith,
+    Sender,
     relayed_body,
 )
 from profiles.arop.outcomes import PairDecision, choose, pending
 from profiles.arop.requested import Requested, requested_of, scope_tokens
-from profiles.arop.vocabulary import Pair, Vocabulary, expand, parse_vocabulary
+from profiles.arop.vocabulary import Pair, Vocabulary, expand, parse_vocabulary, request_context
 from profiles.authzen.model import Action, Resource, Subject
 
 NOW = datetime(2026, 7, 1, 9, 0, 0, tzinfo=UTC)
@@ -297,6 +298,34 @@ def test_d_arop_7_a_member_the_type_does_not_declare_is_refused() -> None:
     refused("invalid_authorization_details", expand, Requested(authorization_details=(element,)), vocabulary())
 
 
+TRADE = """
+[authorization_details.trade]
+resource_type = "Portfolio"
+id = "identifier"
+context = ["amount"]
+"""
+
+
+def _trade(identifier: str = "alice-main", amount: int = 5000, action: str = "buy") -> dict[str, Any]:
+    return {"type": "trade", "identifier": identifier, "actions": [action], "amount": amount}
+
+
+def test_op_40_context_members_go_to_the_evaluation_context_not_the_resource() -> None:
+    parsed, problems = parse_vocabulary(TRADE)
+    requested = Requested(authorization_details=(_trade(),))
+    [pair] = expand(requested, parsed)
+    assert problems == [] and pair.resource == Resource(type="Portfolio", id="alice-main")
+    assert request_context(requested, parsed) == {"amount": 5000}
+
+
+def test_op_38_elements_share_one_context_and_must_agree_on_it() -> None:
+    parsed, _ = parse_vocabulary(TRADE)
+    agreeing = Requested(authorization_details=(_trade(), _trade("bob-main", 5000.0)))  # type: ignore[arg-type]
+    assert request_context(agreeing, parsed) == {"amount": 5000}
+    assert request_context(Requested(authorization_details=({"type": "trade", "identifier": "x", "actions": ["buy"]},)), parsed) == {}
+    refused("invalid_authorization_details", request_context, Requested(authorization_details=(_trade(), _trade(amount=7))), parsed)
+
+
 def test_op_40_unknown_scope_is_invalid_scope() -> None:
     refused("invalid_scope", expand, Requested(scope=("files:write",)), vocabulary())
 
@@ -319,6 +348,10 @@ def test_op_40_default_vocabulary_is_empty_with_openid_as_identity_scope() -> No
         ("[authorization_details.file_access]\nresource_type = ''", "authorization_details.file_access.resource_type:"),
         ("[authorization_details.file_access]\nproperties = ['locations']", "authorization_details.file_access.properties: 'locations' is mapped"),
         ("[authorization_details.file_access]\nproperties = ['a', 'a']", "names a member twice"),
+        ("[authorization_details.file_access]\ncontext = ['actions']", "authorization_details.file_access.context: 'actions' is mapped"),
+        ("[authorization_details.file_access]\ncontext = ['client_id']", "authorization_details.file_access.context: 'client_id' is set by the sidecar"),
+        ("[authorization_details.file_access]\nproperties = ['a']\ncontext = ['a']", "'a' is also a property"),
+        ("[authorization_details.file_access]\ncontext = ['a', 'a']", "context: names a member twice"),
         ("[scopes.'files:read']\naction = 'read'", "scopes.files:read: Object missing required field `resource`"),
         ("[scopes.'files read']\nresource = {type='a', id='b'}\naction = 'read'", "scopes.'files read': not an RFC 6749 scope token"),
         ("identity_scopes = ['openid']\n[scopes.openid]\nresource = {type='a', id='b'}\naction = 'r'", "also an identity scope"),
@@ -376,6 +409,13 @@ def test_op_20_subject_properties_are_not_the_principal() -> None:
 def test_d_6_the_binding_and_the_key_kind_are_part_of_the_key() -> None:
     assert _key(request_for("token")) != _key(request_for("dtr"))
     assert _key(request_for(sender={"dpop_jkt": "same"})) != _key(request_for(sender={"x5t_s256": "same"}))
+
+
+@pytest.mark.parametrize("sender", [Sender(dpop_jkt=JKT), Sender(x5t_s256=JKT), Sender()])
+def test_op_62_the_recorded_thumbprint_names_the_same_key_again(sender: Sender) -> None:
+    assert sender_of(thumbprint(sender) or None) == sender
+    with pytest.raises(ValueError):
+        sender_of("sha1:" + JKT)
 
 
 def test_op_60_txn_key_is_client_issuer_and_txn_with_unambiguous_framing() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from profiles.authzen.model import Action, EvaluationRequest, Resource, Subject
 from services.pdp import cedar as cedar_module
-from services.pdp.bundle import BundleError, load_bundle, split_statements
+from services.pdp.bundle import BundleError, bundle_files, load_bundle, split_statements
 from services.pdp.engine import Engine
 from services.pdp.entities import EntityIndex, action_records
 from services.store.records import EntityRecord, EntityUid
@@ -265,6 +265,21 @@ def test_workflow_problems_name_their_key(tmp_path: Path, workflows: str, messag
     with pytest.raises(BundleError) as error:
         load_bundle(bundle_dir(tmp_path, workflows=workflows))
     assert any(p.file == "workflows.toml" and message in p.message for p in error.value.problems), error.value.problems
+
+
+def test_op_40_oauth_vocabulary_loads_with_the_bundle_and_its_problems_refuse_it(tmp_path: Path) -> None:
+    path = bundle_dir(tmp_path)
+    assert load_bundle(path).vocabulary.authorization_details == {}
+    version = load_bundle(path).version
+    (path / "oauth.toml").write_text('[authorization_details.trade]\nresource_type = "Portfolio"\nid = "identifier"\n')
+    loaded = load_bundle(path)
+    assert loaded.vocabulary.authorization_details["trade"].resource_type == "Portfolio"
+    assert loaded.version != version and path / "oauth.toml" in bundle_files(path)
+    (path / "oauth.toml").write_text("[authorization_details.trade]\nresource = 'x'\n")
+    with pytest.raises(BundleError) as error:
+        load_bundle(path)
+    [problem] = error.value.problems
+    assert (problem.file, problem.line) == ("oauth.toml", 0) and problem.message.startswith("authorization_details.trade:")
 
 
 def test_agents_workflow_loads_with_its_request_schema() -> None:

@@ -1,0 +1,148 @@
+"""Servers for the AROP end-to-end suites: the real service (`arop serve`) on the trading-agent
+bundle, once per store back end, with the test Authorization Server in front of it and a real
+OAuth client (httpx + joserfc DPoP proofs).
+
+The bundle is examples/agents without its workflow's `request_schema`: AROP defines no in-band
+channel for workflow inputs (OP-44), so a workflow that requires submission additions is not
+obtainable through OAuth.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from profiles.arop import dtr
+from services.auth import new_api_key
+from services.config import REPO_ROOT
+from tests.oauth.authorization_server import AuthorizationServer, running
+from tests.server import run_server
+from tests.support import fresh_postgres_schema_sync
+
+CLIENTS = {"trader-7": "secret-of-trader-7", "trader-9": "secret-of-trader-9"}
+INTERVAL = 1
+# `short`: handles live 3 s (OP-26 expiry); the default server: an hour.
+VARIANTS = {"default": "", "short": "handle_ttl = 3\n"}
+
+
+def agents_bundle(target: Path) -> Path:
+    shutil.copytree(REPO_ROOT / "examples" / "agents", target)
+    workflows = target / "workflows.toml"
+    text = workflows.read_text()
+    assert 'request_schema = "schemas/owner_approval.json"\n' in text
+    workflows.write_text(text.replace('request_schema = "schemas/owner_approval.json"\n', ""))
+    return target
+
+
+class Deployment:
+    """The service, its AS, and the reviewers' side (alice owns alice-main)."""
+
+    def __init__(self, base_url: str, as_server: AuthorizationServer, reviewer_key: str) -> None:
+        self.base_url = base_url
+        self.authorization_server = as_server
+        self.reviewer = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {reviewer_key}"}, timeout=10)
+
+    def inbox(self) -> set[str]:
+        response = self.reviewer.get("/reviewer/v1/tasks")
+        assert response.status_code == 200, response.text
+        return {task["id"] for task in response.json()["tasks"]}
+
+    def review(self, task_id: str, verb: str, **body: Any) -> dict[str, Any]:
+        response = self.reviewer.post(f"/reviewer/v1/tasks/{task_id}/{verb}", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.reviewer.get(f"/reviewer/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def client(self, client_id: str = "trader-7") -> OAuthClient:
+        return OAuthClient(self.authorization_server.issuer, client_id, CLIENTS[client_id])
+
+
+class OAuthClient:
+    """An OAuth client with its own DPoP key (RFC 9449), speaking form-encoded OAuth (TX-1)."""
+
+    def __init__(self, issuer: str, client_id: str, secret: str) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self.secret = secret
+        self.key = ECKey.generate_key("P-256")
+        self.http = httpx.Client(base_url=issuer, timeout=30)
+
+    @property
+    def jkt(self) -> str:
+        return self.key.thumbprint()
+
+    def proof(self, path: str, key: ECKey | None = None) -> str:
+        key = key or self.key
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+        claims = {"jti": secrets.token_urlsafe(16), "htm": "POST", "htu": self.issuer + path, "iat": int(time.time())}
+        return jwt.encode(header, claims, key)
+
+    def form(self, **members: str) -> dict[str, str]:
+        return {"client_id": self.client_id, "client_secret": self.secret, **members}
+
+    def trade(self, amount: int, portfolio: str = "alice-main", action: str = "buy", **members: str) -> httpx.Response:
+        """A client_credentials token request for one trade (RAR)."""
+        details = f'[{{"type": "trade", "identifier": "{portfolio}", "actions": ["{action}"], "amount": {amount}}}]'
+        form = self.form(grant_type="client_credentials", authorization_details=details, resource="https://broker.example", **members)
+        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
+
+    def poll(self, deferral_code: str, key: ECKey | None = None) -> httpx.Response:
+        form = self.form(grant_type=dtr.GRANT_TYPE, deferral_code=deferral_code)
+        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token", key)})
+
+    def refresh(self, refresh_token: str) -> httpx.Response:
+        form = self.form(grant_type="refresh_token", refresh_token=refresh_token)
+        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
+
+    def revoke(self, deferral_code: str) -> httpx.Response:
+        form = self.form(token=deferral_code, token_type_hint=dtr.DEFERRAL_CODE_HINT)
+        return self.http.post("/revoke", data=form, headers={"DPoP": self.proof("/revoke")})
+
+
+@contextmanager
+def deployment(backend: str, workdir: Path, oauth: str) -> Iterator[Deployment]:
+    as_key, as_hash = new_api_key()
+    alice_key, alice_hash = new_api_key()
+    config = (
+        f'[[callers]]\nname = "as"\nkey_sha256 = "{as_hash}"\nscopes = ["oauth"]\n\n'
+        f'[[reviewers]]\nname = "alice"\nentity = {{ type = "User", id = "alice" }}\nkey_sha256 = "{alice_hash}"\n\n'
+        "[access_requests]\nworker_interval = 0.2\n\n"
+        f"[oauth]\ninterval = {INTERVAL}\nrefresh_token_ttl = 600\n{oauth}"
+    )
+    with ExitStack() as stack:
+        url = stack.enter_context(fresh_postgres_schema_sync()) if backend == "postgres" else f"sqlite:///{workdir / 'arop.db'}"
+        bundle = agents_bundle(workdir / "bundle")
+        server = stack.enter_context(run_server(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle))))
+        as_server = stack.enter_context(running(AuthorizationServer(server.base_url, as_key, CLIENTS)))
+        yield Deployment(server.base_url, as_server, alice_key)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment(backend, tmp_path_factory.mktemp(f"oauth-{backend}"), VARIANTS["default"]) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def short_deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment(backend, tmp_path_factory.mktemp(f"oauth-short-{backend}"), VARIANTS["short"]) as started:
+        yield started
