@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from services.oauth.resource_keys import ResourceServer
+
 ENV_PREFIX = "AROP_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,6 +167,15 @@ class OAuthConfig(_Section):
     # The Authorization Server's identifier (its `issuer`): the `aud` a transaction challenge
     # must name (TX-42). Empty: the AS has not been described yet (txn is then refused).
     issuer: str = ""
+    # The transaction challenge binding (spec/arop.md §11.3, D-AROP-23): the resource servers
+    # whose challenges this AS accepts (`[[oauth.resource_servers]]`: `issuer`, and `jwks_uri`
+    # (their `txn_challenge_jwks_uri`) or an inline `jwks`); the CA bundle to verify those
+    # https fetches with (empty: the system's); and the PEP placement: "resource" (the RS is
+    # the PEP, its verified challenge is the requestable denial, OP-7) or "both" (the AS's own
+    # policy is evaluated too: a non-requestable denial there refuses the challenge, OP-8).
+    resource_servers: list[ResourceServer] = msgspec.field(default_factory=list)
+    resource_servers_ca_file: str = ""
+    txn_placement: Literal["resource", "both"] = "resource"
     # Seconds an access token may live at most (OP-34's policy ttl; approvals bound it further).
     access_token_ttl: int = 900
     # Seconds a refresh may be made after issuance; 0: no refresh tokens (OP-36).
@@ -179,6 +190,11 @@ class OAuthConfig(_Section):
     # and through which transports it may retry. Off, or an empty list: the plain OP-14 error.
     remediation: bool = True
     retry_with: list[RetryTransport] = msgspec.field(default_factory=lambda: ["completion_mode=deferred"])
+    # CIBA push mode (OP-51, D-AROP-n "CIBA push goes through the AS"): the AS endpoint the
+    # sidecar POSTs a resolved push request to, HMAC-signed like ARAP callbacks with the deciding
+    # AS caller's `callback_secret`; the AS mints and delivers the tokens. HTTPS, or http on a
+    # loopback address. Empty: push clients are refused (unauthorized_client).
+    push_endpoint: str = ""
 
 
 class LoggingConfig(_Section):
@@ -298,6 +314,11 @@ def _check(config: Config) -> None:
         raise ConfigError("oauth.refresh_token_ttl: must be 0 (no refresh tokens) or more")
     if oauth.issuer and not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", oauth.issuer):
         raise ConfigError("oauth.issuer: must be an absolute http(s) URL without query or fragment")
+    issuers = [server.issuer for server in oauth.resource_servers]
+    if len(set(issuers)) != len(issuers):
+        raise ConfigError("oauth.resource_servers: each issuer once")
+    if oauth.resource_servers and not oauth.issuer:
+        raise ConfigError("oauth.resource_servers: set oauth.issuer, the aud their challenges name (TX-42)")
     for index, network in enumerate(ars.callback_allow_networks):
         try:
             ipaddress.ip_network(network, strict=False)

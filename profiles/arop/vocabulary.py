@@ -46,7 +46,7 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # TX-63: the common RAR members the default rule maps itself; `location` is the property it adds.
 _MAPPED_MEMBERS = frozenset({"type", "actions", "locations", "identifier", "datatypes", "privileges"})
 _RESERVED_PROPERTIES = _MAPPED_MEMBERS | {"location"}
-SIDECAR_CONTEXT = frozenset({"client_id", "dpop_jkt", "x5t_s256", "resource", "approval"})
+SIDECAR_CONTEXT = frozenset({"client_id", "dpop_jkt", "x5t_s256", "resource", "approval", "transaction_challenge"})
 """§10: the context members the sidecar itself sets; no element member may take their place."""
 
 

@@ -29,6 +29,7 @@ import msgspec
 from profiles.arap.callbacks import SIGNATURE_HEADER, callback_signature, check_callback_addresses, check_callback_uri
 from profiles.arap.errors import BadRequest
 from services.config import Config
+from services.oauth.sealing import HandleSeal
 from services.store import Store
 from services.store.records import AuditDraft, CallbackDelivery
 
@@ -38,6 +39,8 @@ BATCH_SIZE = 50
 FIRST_RETRY = timedelta(seconds=5)
 LONGEST_RETRY = timedelta(hours=1)
 MAX_ERROR_LENGTH = 200
+CIBA_PUSH = "ciba.push"
+"""The event of a CIBA push delivery to the AS (services/oauth/ciba.py)."""
 
 
 async def checked_addresses(url: str, allowed_networks: Collection[str]) -> list[str]:
@@ -105,7 +108,9 @@ class CallbackDeliverer:
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.settings = config.access_requests
+        self.push_endpoint = config.oauth.push_endpoint
         self._callers = {caller.name: caller for caller in config.callers}
+        self._seal = HandleSeal(store)  # opens the CIBA client_notification_token at delivery
 
     async def deliver_due(self, now: datetime) -> int:
         """Claim the callbacks due at `now` and deliver them; return how many were attempted.
@@ -131,33 +136,54 @@ class CallbackDeliverer:
         give_up = delivery.attempts + 1 >= self.settings.callback_max_attempts
         await self._finish(attempted(delivery, now, error, give_up=give_up))
 
-    def _secret_for(self, delivery: CallbackDelivery) -> bytes:
+    def _secret_for(self, delivery: CallbackDelivery) -> bytes | None:
         """The caller's HMAC key (AR-78), once its configuration still allows this endpoint
-        (AR-77): configuration may have changed since the callback was queued."""
+        (AR-77): configuration may have changed since the callback was queued. A bearer delivery
+        (CIBA ping, TX-26) needs none: the client's notification token authenticates it. A CIBA
+        push goes to the AS push endpoint configured now ([oauth] push_endpoint)."""
+        if delivery.auth == "bearer":
+            if delivery.sealed_token is None:
+                raise BadRequest("a bearer delivery without its token")
+            return None
         caller = self._callers.get(delivery.caller)
         if caller is None:
             raise BadRequest(f"caller {delivery.caller!r} is no longer configured")
         if not caller.callback_secret:
             raise BadRequest(f"caller {delivery.caller!r} has no callback_secret")
-        check_callback_uri(delivery.endpoint, caller.callback_urls)
+        if delivery.event == CIBA_PUSH:
+            if not self.push_endpoint or delivery.endpoint != self.push_endpoint:
+                raise BadRequest("the CIBA push endpoint is no longer configured")
+        else:
+            check_callback_uri(delivery.endpoint, caller.callback_urls)
         return caller.callback_secret.encode("utf-8")
 
     @functools.cached_property
     def _tls(self) -> ssl.SSLContext:
         return tls_context(self.settings.callback_ca_file)
 
-    async def _attempt(self, delivery: CallbackDelivery, secret: bytes, now: datetime) -> str | None:
+    async def _authenticated(self, delivery: CallbackDelivery, secret: bytes | None, now: datetime) -> tuple[bytes, dict[str, str]]:
+        """The body and authentication header of one attempt: the HMAC signature (AR-78), or the
+        CIBA client_notification_token as a bearer (TX-26), opened from its seal only now. A
+        signed push carries that token in its body, for the AS to deliver with."""
+        token = None if delivery.sealed_token is None else await self._seal.open(delivery.sealed_token)
+        if secret is None:
+            assert token is not None
+            return msgspec.json.encode(delivery.body), {"Authorization": f"Bearer {token}"}
+        content = delivery.body if token is None else {**delivery.body, "client_notification_token": token}
+        body = msgspec.json.encode(content)
+        return body, {SIGNATURE_HEADER: callback_signature(secret, int(now.timestamp()), body)}
+
+    async def _attempt(self, delivery: CallbackDelivery, secret: bytes | None, now: datetime) -> str | None:
         """One delivery attempt: None when the receiver answered 2xx, else why not."""
         # httpx (with anyio and certifi) and the TLS context cost a worker ~7 MiB: loaded when
         # the first callback is due, not in every worker that never sends one.
         import httpx
 
-        body = msgspec.json.encode(delivery.body)
         try:
             async with asyncio.timeout(self.settings.callback_timeout):
                 addresses = await checked_addresses(delivery.endpoint, self.settings.callback_allow_networks)
-                signature = callback_signature(secret, int(now.timestamp()), body)
-                status = await self._post(delivery.endpoint, addresses[0], body, signature)
+                body, authentication = await self._authenticated(delivery, secret, now)
+                status = await self._post(delivery.endpoint, addresses[0], body, authentication)
         except BadRequest as exc:
             return exc.detail
         except TimeoutError:
@@ -166,7 +192,7 @@ class CallbackDeliverer:
             return short_error(exc)
         return None if 200 <= status < 300 else f"HTTP {status}"
 
-    async def _post(self, endpoint: str, address: str, body: bytes, signature: str) -> int:
+    async def _post(self, endpoint: str, address: str, body: bytes, authentication: dict[str, str]) -> int:
         """POST `body` to `endpoint` over a connection to `address` and return the status.
 
         A client per delivery: pooled connections are keyed by address, and a connection verified
@@ -175,7 +201,7 @@ class CallbackDeliverer:
         import httpx
 
         url = httpx.URL(endpoint)
-        headers = {"Host": url.netloc.decode("ascii"), "Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        headers = {"Host": url.netloc.decode("ascii"), "Content-Type": "application/json", **authentication}
         async with httpx.AsyncClient(
             verify=self._tls, trust_env=False, follow_redirects=False, timeout=self.settings.callback_timeout
         ) as client:

@@ -47,6 +47,8 @@ class AccessRequestWorker:
         await self.service.expire_due(now.replace(microsecond=0))
         if self.oauth is not None:
             await self.oauth.expire_due(Caller(SYSTEM, frozenset()), now)
+            # CIBA ping/push: resolve the handles whose task ended, queueing their notifications.
+            await self.oauth.notify_due(Caller(SYSTEM, frozenset()), now)
         # Submissions are refused after expiry + skew anyway; a record is kept a while longer so
         # that a late one is told so (AR-30: `expired_denial`), not that its id is unknown.
         await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)

@@ -13,7 +13,13 @@ audit) and to the clock.
 - `refresh_check` / `exchange_check`: later uses of a recorded grant (OP-35, OP-36).
 - `expire_due`: pending handles past their expiry cancel their task, then expire (OP-26).
 
-CIBA and the transaction challenge bindings are refused with `BindingUnavailable` for now.
+- `notify_due`: CIBA ping/push handles resolve when their task does; their notification is
+  queued with the change (services/oauth/ciba.py) and delivered by the worker.
+
+- the transaction challenge binding (`txn`, services/oauth/txn.py): the verified challenge
+  is the RS's requestable denial; one access request per client and (`iss`, `txn`); the grant
+  carries `txn` and the RS as audience, single-use, without refresh (OP-56..OP-60).
+
 Nothing AuthZEN or ARAP reaches an OAuth answer (OP-2); audit events name outcomes, never
 handles or `authorization_details` (OP-69).
 """
@@ -38,6 +44,7 @@ from profiles.arap.errors import (
 from profiles.arap.model import Approval, TaskResponse, format_instant, parse_instant
 from profiles.arap.submission import entity_json
 from profiles.arop import handles as rules
+from profiles.arop.ciba import check_backchannel
 from profiles.arop.dedup import (
     idempotency_key,
     request_dedup_key,
@@ -70,18 +77,26 @@ from profiles.arop.model import (
 )
 from profiles.arop.outcomes import PairDecision, Verdict, choose, denial_error, pending
 from profiles.arop.requested import Requested, requested_of
+from profiles.arop.txn_challenge import VerifiedChallenge
 from profiles.arop.vocabulary import Pair, expand, request_context
 from profiles.authzen.model import Decision, EvaluationRequest, Subject
 from services.access_requests.service import AccessRequestService, Forbidden
 from services.auth import Caller
+from services.oauth import ciba
 from services.oauth.sealing import HandleSeal
+from services.oauth.txn import TxnChallenges, stored_challenge
 from services.pdp.context_members import APPROVAL
 from services.pdp.decisions import DecisionRun
-from services.store.records import AuditDraft, ContinuationHandle, IssuedGrant
+from services.store.records import (
+    AuditDraft,
+    CallbackDelivery,
+    ContinuationHandle,
+    IssuedGrant,
+)
 
 log = logging.getLogger("arop.oauth")
 MAX_ATTEMPTS = 8  # version-checked handle writes retried before giving up
-BINDINGS_SERVED = frozenset({"token", "dtr"})
+BINDINGS_SERVED = frozenset({"token", "dtr", "ciba", "txn"})
 
 
 class BindingUnavailable(Exception):
@@ -102,6 +117,7 @@ class SidecarService:
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl) if settings.refresh_token_ttl else None,
             floor=timedelta(seconds=settings.min_token_lifetime),
         )
+        self.txn = TxnChallenges(settings, self.store, timedelta(seconds=self.config.access_requests.clock_skew))
 
     # -- decide (§5, §6, §10, §11.1) -------------------------------------------------------
 
@@ -117,19 +133,49 @@ class SidecarService:
         return answer
 
     async def _decide(self, caller: Caller, request: DecideRequest, now: datetime) -> DecideResponse:
+        if request.binding == "txn":
+            return await self._decide_txn(caller, request, now)
+        # OP-49..OP-53, TX-20..TX-22: a CIBA request is checked before any evaluation; its
+        # `subject` is the user the AS resolved the hint to (OP-49), evaluated like any other.
+        requested_expiry = check_backchannel(request) if request.binding == "ciba" else None
+        ciba.check_push(request, self.config.oauth.push_endpoint)
         requested = requested_of(request)
-        vocabulary = self.runtime.current().bundle.vocabulary
-        pairs = expand(requested, vocabulary)
-        context = _context(request, request_context(requested, vocabulary))
-        evaluations = [EvaluationRequest(_subject(request), pair.action, pair.resource, context) for pair in pairs]
-        decisions = await self._evaluate(caller, evaluations)
-        verdicts = [PairDecision(pair, _verdict(decision), self._reveals(decision)) for pair, decision in zip(pairs, decisions)]
+        evaluated, verdicts = await self._judge(caller, request, requested, {})
         choice = choose(request, verdicts, retry_with=self._retry_with())
         if choice == "allow":
             return Allow(grant=build_grant(request, requested, now=now, policy=self.policy))
         if choice == "defer":
-            return await self._defer(caller, request, requested, list(zip(pairs, evaluations, decisions)), now)
+            return await self._defer(caller, request, requested, evaluated, now, requested_expiry)
         return choice
+
+    async def _judge(
+        self, caller: Caller, request: DecideRequest, requested: Requested, extra: dict[str, Any]
+    ) -> tuple[list[tuple[Pair, EvaluationRequest, Decision]], list[PairDecision]]:
+        """§10, OP-38, OP-40: the request expanded through the bundle's vocabulary into pairs,
+        each evaluated with one shared context (plus `extra`, the binding's own members)."""
+        vocabulary = self.runtime.current().bundle.vocabulary
+        pairs = expand(requested, vocabulary)
+        context = _context(request, {**request_context(requested, vocabulary), **extra})
+        evaluations = [EvaluationRequest(_subject(request), pair.action, pair.resource, context) for pair in pairs]
+        decisions = await self._evaluate(caller, evaluations)
+        verdicts = [PairDecision(pair, _verdict(decision), self._reveals(decision)) for pair, decision in zip(pairs, decisions)]
+        return list(zip(pairs, evaluations, decisions)), verdicts
+
+    async def _decide_txn(self, caller: Caller, request: DecideRequest, now: datetime) -> DecideResponse:
+        """OP-57..OP-60, TX-42, TX-43, D-AROP-10/13/23: verify the challenge, admit it (another
+        client's `txn` or a replayed `jti` → invalid_request; the same client's pending handle
+        again), evaluate its operation per the placement, then one access request as for DTR."""
+        assert request.transaction_challenge is not None
+        challenge = await self.txn.verify(request.transaction_challenge, now)
+        current = await self.txn.admit(challenge, request, now)
+        if current is not None:
+            return await self._repeat(caller, current, now)
+        requested = challenge.requested()
+        evaluated, verdicts = await self._judge(caller, request, requested, self.txn.context(challenge))
+        choice = self.txn.choose(request, verdicts)
+        if choice != "defer":
+            return choice
+        return await self._defer(caller, request, requested, evaluated, now, dedup_key=self.txn.dedup_key(challenge, request), challenge=challenge)
 
     async def _evaluate(self, caller: Caller, requests: Sequence[EvaluationRequest]) -> list[Decision]:
         """Every pair through the PDP's own decision path: a requestable denial gets its
@@ -156,11 +202,16 @@ class SidecarService:
         return [t for t in settings.retry_with if t != "ciba"] if settings.remediation else []
 
     async def _defer(
-        self, caller: Caller, request: DecideRequest, requested: Requested, evaluated: list[tuple[Pair, EvaluationRequest, Decision]], now: datetime
+        self, caller: Caller, request: DecideRequest, requested: Requested, evaluated: list[tuple[Pair, EvaluationRequest, Decision]], now: datetime,
+        requested_expiry: int | None = None,
+        *,
+        dedup_key: str | None = None,
+        challenge: VerifiedChallenge | None = None,
     ) -> DecideResponse:
         """OP-16, OP-20, OP-43, D-AROP-5: one access request for the whole request (OP-38),
-        bound to a handle; a retry while that handle is pending gets it back."""
-        dedup_key = request_dedup_key(request, requested)
+        bound to a handle; a retry while that handle is pending gets it back. A txn handle
+        dedups on client, `iss` and `txn` (`dedup_key`) and records the challenge's (OP-60)."""
+        dedup_key = dedup_key or request_dedup_key(request, requested)
         known = await self.store.handles_for_dedup_key(dedup_key)
         current = next((h for h in known if h.state == "pending" and h.expires_at > now), None)
         if current is not None:
@@ -173,14 +224,16 @@ class SidecarService:
             return denial_error(requestable[0][1][0].origin)
         task_id, task_expires = task
         settings = self.config.oauth
-        expires_in = rules.handle_expires_in(now=now, ttl=timedelta(seconds=settings.handle_ttl), task_expires_at=task_expires)
+        expires_in = rules.handle_expires_in(
+            now=now, ttl=timedelta(seconds=settings.handle_ttl), task_expires_at=task_expires, requested_expiry=requested_expiry
+        )
         if expires_in < 1:
             return denial_error(requestable[0][1][0].origin)
         handle = rules.new_handle()
         item_of = {index: item for item, (index, _) in enumerate(requestable)}
         record = ContinuationHandle(
             handle_digest=rules.handle_digest(handle),
-            binding="dtr",
+            binding="dtr" if request.binding == "token" else request.binding,  # a token request never defers (OP-17)
             client_id=request.client.id,
             client_auth=request.client.auth_method,
             key_thumbprint=thumbprint(request.sender) or None,
@@ -198,19 +251,25 @@ class SidecarService:
             created_at=now,
             updated_at=now,
             sealed_handle=await self.seal.seal(handle),
+            notification=await ciba.notification_of(request, caller.name, self.seal),
+            txn_issuer=challenge.iss if challenge else None,
+            txn=challenge.txn if challenge else None,
         )
-        audit = self._draft(now, "oauth.decide", caller, task_id, "dtr", request.client.id, "pending")
+        audit = self._draft(now, "oauth.decide", caller, task_id, request.binding, request.client.id, "pending")
         created = await self.store.create_handle(record, audit=[audit])
         if not created.created:
             return await self._repeat(caller, created.handle, now)
-        return pending("dtr", handle=handle, expires_in=expires_in, interval=settings.interval)
+        return pending(request.binding, handle=handle, expires_in=expires_in, interval=settings.interval, delivery_mode=ciba.delivery_mode(record))
 
     async def _repeat(self, caller: Caller, record: ContinuationHandle, now: datetime) -> DecideResponse:
         """OP-20, §11.1 step 5: the pending handle again, with its remaining lifetime."""
         assert record.sealed_handle is not None
         handle = await self.seal.open(record.sealed_handle)
         await self.store.append_audit([self._draft(now, "oauth.decide", caller, record.task_id, record.binding, record.client_id, "pending_again")])
-        return pending("dtr", handle=handle, expires_in=rules.remaining_seconds(record.expires_at, now), interval=record.interval)
+        return pending(
+            record.binding, handle=handle, expires_in=rules.remaining_seconds(record.expires_at, now), interval=record.interval,
+            delivery_mode=ciba.delivery_mode(record),
+        )
 
     async def _submit(self, caller: Caller, body: dict[str, Any], key: str, now: datetime) -> tuple[str, datetime] | None:
         """OP-10, OP-43: the ARAP submission, in-process, as the AS caller. A retry after a
@@ -300,9 +359,14 @@ class SidecarService:
         bounds = [parse_instant(a["approved_until"]) for a in approvals.values()]
         bounds += [parse_instant(d.context["approval"]["approved_until"]) for d in decisions if d.context and "approval" in d.context]
         request = msgspec.convert(record.request, DecideRequest)
+        challenge = stored_challenge(record) if record.binding == "txn" else None  # OP-59
+        requested = challenge.requested() if challenge is not None else requested_of(request)
         grant_id = "gr_" + secrets.token_urlsafe(24)
         try:
-            grant = build_grant(request, requested_of(request), now=now, policy=self.policy, approved_until=bounds, grant_id=grant_id)
+            grant = build_grant(
+                request, requested, now=now, policy=self.policy, approved_until=bounds, grant_id=grant_id,
+                single_use=challenge is not None, challenge=challenge,
+            )
         except OAuthFailure as failure:
             return failure.response() if await self._settle(record, "denied", now) else None
         earliest = min(approvals.values(), key=lambda a: parse_instant(a["approved_until"]))
@@ -319,6 +383,7 @@ class SidecarService:
             approval=earliest,
             approved_until=min(bounds),
             refresh_allowed=grant.refresh_allowed,
+            single_use=challenge is not None,
             created_at=now,
             grant=msgspec.to_builtins(grant),
         )
@@ -335,8 +400,17 @@ class SidecarService:
         return await self._write(msgspec.structs.replace(record, state=state, last_poll_at=now, updated_at=now), record)
 
     async def _write(self, changed: ContinuationHandle, record: ContinuationHandle, grants: Sequence[IssuedGrant] = ()) -> bool:
+        """A version-checked handle write, with the CIBA notification it causes queued in the
+        same transaction (services/oauth/ciba.py): a resolution is never without its notice."""
         changed = msgspec.structs.replace(changed, version=record.version + 1)
-        return await self.store.update_handle(changed, expected_version=record.version, grants=grants)
+        callbacks: list[CallbackDelivery] = []
+        if ciba.awaits_notice(record):
+            assert record.sealed_handle is not None
+            callbacks = ciba.notifications(
+                record, changed, await self.seal.open(record.sealed_handle), grant=grants[0].grant if grants else None,
+                push_endpoint=self.config.oauth.push_endpoint, now=changed.updated_at,
+            )
+        return await self.store.update_handle(changed, expected_version=record.version, grants=grants, callbacks=callbacks)
 
     # -- cancel (§14) ----------------------------------------------------------------------
 
@@ -376,6 +450,52 @@ class SidecarService:
                 expired += 1
                 await self.store.append_audit([self._draft(now, "oauth.expire", caller, record.task_id, record.binding, record.client_id, "expired")])
         return expired
+
+    async def notify_due(self, caller: Caller, now: datetime) -> int:
+        """OP-51, TX-26..TX-28: CIBA ping and push handles resolve when their task does, not when
+        a client polls. Each pending one whose task is terminal is resolved here (push: issued
+        with its grant, or denied; ping: its approval noticed, or denied), and `_write` queues
+        its notification with that change. Returns how many were resolved."""
+        resolved, after = 0, None
+        while True:
+            page = await self.store.list_handles(state="pending", limit=500, after=after)
+            for record in page:
+                if ciba.awaits_notice(record) and now < record.expires_at and await self._notice(caller, record, now):
+                    resolved += 1
+            if len(page) < 500:
+                return resolved
+            after = page[-1].handle_digest
+
+    async def _notice(self, worker: Caller, record: ContinuationHandle | None, now: datetime) -> bool:
+        """One handle, read and resolved as the AS caller that opened it: the ARS shows the
+        approval to the requester only."""
+        caller = self._as_caller(worker, record)
+        for _ in range(MAX_ATTEMPTS):
+            if record is None or not ciba.awaits_notice(record):
+                return False
+            task = await self._task(caller, record, now)
+            resolution = _resolution(task)
+            if resolution == "pending":
+                return False
+            if resolution == "denied":
+                done = await self._settle(record, "denied", now)
+            elif ciba.delivery_mode(record) == "ping":
+                done = await self._write(ciba.approval_noticed(record, now), record)
+            else:
+                assert task is not None
+                done = await self._issue(caller, record, task, now) is not None
+            if done:
+                await self.store.append_audit([self._draft(now, "oauth.notify", caller, record.task_id, record.binding, record.client_id, resolution)])
+                return True
+            record = await self.store.get_handle(record.handle_digest)
+        return False
+
+    def _as_caller(self, worker: Caller, record: ContinuationHandle | None) -> Caller:
+        name = ((record.notification or {}) if record else {}).get("caller")
+        configured = next((c for c in self.config.callers if c.name == name), None)
+        if configured is None:
+            return worker
+        return Caller(configured.name, frozenset(configured.scopes), tuple((p.type, p.id) for p in configured.subjects))
 
     # -- refresh and exchange (§9, OP-35..OP-37) -------------------------------------------
 
@@ -501,7 +621,10 @@ def _submission(requestable: Sequence[tuple[Pair, EvaluationRequest, Decision]])
 
 def _owner(record: ContinuationHandle) -> HandleOwner:
     """OP-62: the binding, client, method and key recorded at origination."""
-    return HandleOwner(binding=record.binding, client_id=record.client_id, auth_method=record.client_auth, sender=sender_of(record.key_thumbprint))
+    return HandleOwner(
+        binding=record.binding, client_id=record.client_id, auth_method=record.client_auth, sender=sender_of(record.key_thumbprint),
+        delivery_mode=ciba.delivery_mode(record),
+    )
 
 
 def _resolution(task: TaskResponse | None) -> rules.TaskResolution:

@@ -193,6 +193,12 @@ class CallbackDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     delivered_at: datetime | None = None
     failed_at: datetime | None = None
     last_error: str | None = None
+    # How the receiver authenticates the delivery: "hmac" signs it with the caller's
+    # callback_secret (AR-78; also a CIBA push to the AS), "bearer" sends the opened
+    # `sealed_token` as `Authorization: Bearer` (a CIBA ping, TX-26). A push carries the sealed
+    # client_notification_token too, opened into its body for the AS to deliver with.
+    auth: Literal["hmac", "bearer"] = "hmac"
+    sealed_token: str | None = None
 
 
 # -- continuation handles (the AS-facing sidecar, AROP) ----------------------------------------

@@ -9,18 +9,27 @@ what it is told, exactly (status and body).
     POST /token    client_credentials (optionally with completion_mode=deferred),
                    urn:ietf:params:oauth:grant-type:deferred, refresh_token
     POST /revoke   RFC 7009; deferral codes go to the sidecar
+    POST /txn      the transaction authorization endpoint (TX-37..TX-40): a `transaction_challenge`
+                   → decide (binding txn), a `transaction_authorization_id` → redeem
+    POST /bc-authorize  CIBA backchannel authentication (the principal is the `login_hint` user,
+                   acted for by the client: OP-49); its grant urn:openid:params:grant-type:ciba
+                   is served by POST /token
+    POST /ciba/push     the sidecar's push notification (HMAC-signed, OP-51): mint the grant and
+                   deliver the tokens, or the error, to the client's endpoint (TX-27, TX-28)
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,7 +39,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 from litestar import Litestar, Request, Response, post
 
-from profiles.arop import dtr
+from profiles.arap.callbacks import SIGNATURE_HEADER, verify_callback_signature
+from profiles.arop import ciba, dtr
 from tests.server import free_port
 
 CLIENT_AUTH = "client_secret_post"
@@ -48,11 +58,20 @@ class AuthorizationServer:
     """`clients`: client_id → secret. The principal of a client_credentials grant is the
     client itself, as an `Agent` entity (spec/arop.md §10)."""
 
-    def __init__(self, sidecar_url: str, sidecar_key: str, clients: dict[str, str]) -> None:
+    def __init__(
+        self, sidecar_url: str, sidecar_key: str, clients: dict[str, str], *, port: int | None = None,
+        push_secret: str = "", ca_file: str | None = None,
+    ) -> None:
         self.sidecar = httpx.AsyncClient(base_url=sidecar_url, headers={"Authorization": f"Bearer {sidecar_key}"}, timeout=30)
         self.clients = clients
         self.signing_key = ECKey.generate_key("P-256", parameters={"kid": "as-1"})
-        self.port = free_port()
+        self.port = port or free_port()
+        # CIBA: each client's registered delivery mode and notification endpoint, the secret the
+        # sidecar signs push notifications with, the CA of the clients' endpoints, what was pushed.
+        self.ciba_clients: dict[str, dict[str, str]] = {}
+        self.push_secret = push_secret.encode()
+        self.ca_file = ca_file
+        self.pushed: list[dict[str, Any]] = []
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.seen_jti: set[str] = set()
         self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token → grant id, client, key
@@ -97,9 +116,11 @@ class AuthorizationServer:
             "iss": self.issuer, "sub": grant["subject"]["id"], "client_id": client_id, "iat": now, "exp": exp,
             "jti": secrets.token_urlsafe(12), "aud": grant["audience"] or [self.issuer],
         }
-        for member in ("authorization_details", "scope", "cnf", "act"):
+        for member in ("authorization_details", "scope", "cnf", "txn"):
             if member in grant:
                 claims[member] = grant[member]
+        if "actor" in grant:  # RFC 8693: the acting party goes in `act`
+            claims["act"] = grant["actor"]
         token = jwt.encode({"alg": "ES256", "kid": "as-1", "typ": "at+jwt"}, claims, self.signing_key)
         body: dict[str, Any] = {"access_token": token, "token_type": "DPoP" if "cnf" in grant else "Bearer", "expires_in": grant["expires_in"]}
         for member in ("authorization_details", "scope"):
@@ -149,6 +170,9 @@ class AuthorizationServer:
             if "authorization_details" in form:
                 decide["authorization_details"] = json.loads(form["authorization_details"])
             return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
+        if grant_type == ciba.GRANT_TYPE:
+            redeem = {"binding": "ciba", "handle": form.get("auth_req_id", ""), "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
+            return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id)
         if grant_type == dtr.GRANT_TYPE:
             redeem = {"binding": "dtr", "handle": form.get("deferral_code", ""), "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
             return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id)
@@ -159,6 +183,78 @@ class AuthorizationServer:
             check = {"grant_id": known["grant_id"], "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
             return self.relay(await self.ask("/oauth/v1/refresh-check", check), client_id)
         raise OAuthFailure(400, "unsupported_grant_type")
+
+    async def backchannel(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """CIBA §7: the AS resolves `login_hint` to the user (here: the User of that id) and
+        posts the request with the client's registered delivery mode and endpoint (OP-49)."""
+        form = dict(await request.form())
+        client_id = self.client(form)
+        jkt = self.dpop(request, "/bc-authorize")
+        registered = self.ciba_clients.get(client_id, {"mode": "poll"})
+        parameters: dict[str, Any] = {"delivery_mode": registered["mode"]}
+        if "endpoint" in registered:
+            parameters["notification_endpoint"] = registered["endpoint"]
+        for member in ("login_hint", "login_hint_token", "id_token_hint", "binding_message", "requested_expiry", "client_notification_token"):
+            if member in form:
+                parameters[member] = form[member]
+        decide: dict[str, Any] = {
+            "binding": "ciba",
+            "grant_type": ciba.GRANT_TYPE,
+            "client": {"id": client_id, "auth_method": CLIENT_AUTH, "public": False},
+            "subject": {"type": "User", "id": form.get("login_hint", "")},
+            "actor": {"sub": client_id},
+            "sender": {"dpop_jkt": jkt} if jkt else {},
+            "ciba": parameters,
+        }
+        for member in ("scope",):
+            if member in form:
+                decide[member] = form[member]
+        if "authorization_details" in form:
+            decide["authorization_details"] = json.loads(form["authorization_details"])
+        return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
+
+    async def push(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """OP-51, TX-27, TX-28: the sidecar's signed notice; the AS mints and delivers."""
+        raw = await request.body()
+        signature = request.headers.get(SIGNATURE_HEADER.lower(), "")
+        if not verify_callback_signature(self.push_secret, signature, raw, now=datetime.now(UTC), window=timedelta(minutes=5)):
+            return Response({"error": "bad signature"}, status_code=401)
+        notice = json.loads(raw)
+        body = dict(notice["push"]["body"])
+        if notice["outcome"] == "allow":
+            minted = self.mint(notice["grant"], notice["client_id"])
+            body.update({k: minted[k] for k in ("access_token", "token_type", "expires_in")})
+            claims = {
+                "iss": self.issuer, "sub": notice["grant"]["subject"]["id"], "aud": notice["client_id"], "iat": int(time.time()),
+                "exp": int(time.time()) + 300, **notice["push"]["id_token_claims"], "at_hash": _half_hash(minted["access_token"]),
+            }
+            body["id_token"] = jwt.encode({"alg": "ES256", "kid": "as-1"}, claims, self.signing_key)
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=self.ca_file), timeout=10) as http:
+            delivered = await http.post(
+                notice["notification_endpoint"], json=body, headers={"Authorization": f"Bearer {notice['client_notification_token']}"}
+            )
+        self.pushed.append({"notice": notice, "delivered": body, "status": delivered.status_code})
+        return Response(b"", status_code=204)
+
+    async def txn(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """TX-37..TX-40: the initial request carries the challenge, polls the id; both go to the
+        sidecar with the client and key verified here (TX-39). The principal is the client's
+        Agent entity, as at the token endpoint."""
+        form = dict(await request.form())
+        client_id = self.client(form)
+        jkt = self.dpop(request, "/txn")
+        sender = {"dpop_jkt": jkt} if jkt else {}
+        if "transaction_challenge" in form:
+            decide = {
+                "binding": "txn", "grant_type": "client_credentials", "sender": sender,
+                "client": {"id": client_id, "auth_method": CLIENT_AUTH, "public": False},
+                "subject": {"type": "Agent", "id": client_id}, "transaction_challenge": form["transaction_challenge"],
+            }
+            return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
+        if "transaction_authorization_id" in form:
+            redeem = {"binding": "txn", "handle": form["transaction_authorization_id"], "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
+            return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id)
+        raise OAuthFailure(400, "invalid_request")
 
     async def revoke(self, request: Request[Any, Any, Any]) -> Response[Any]:
         form = dict(await request.form())
@@ -181,10 +277,28 @@ class AuthorizationServer:
         async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
             return await self.revoke(request)
 
+        @post("/bc-authorize", status_code=200)
+        async def backchannel(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await self.backchannel(request)
+
+        @post("/ciba/push", status_code=200)
+        async def push(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await self.push(request)
+
+        @post("/txn", status_code=200)
+        async def txn(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await self.txn(request)
+
         def failed(_: Request[Any, Any, Any], exc: OAuthFailure) -> Response[Any]:
             return Response({"error": exc.error}, status_code=exc.status, headers={"Cache-Control": "no-store"})
 
-        return Litestar([token, revoke], exception_handlers={OAuthFailure: failed}, openapi_config=None)
+        return Litestar([token, revoke, backchannel, push, txn], exception_handlers={OAuthFailure: failed}, openapi_config=None)
+
+
+def _half_hash(token: str) -> str:
+    """OIDC `at_hash` for ES256: the left half of the SHA-256 of the token, base64url."""
+    digest = hashlib.sha256(token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
 
 
 def _header(compact: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from profiles.arop import dtr
+from profiles.arop import ciba, dtr
 from services.auth import new_api_key
 from services.config import REPO_ROOT
 from tests.oauth.authorization_server import AuthorizationServer, running
@@ -108,26 +108,43 @@ class OAuthClient:
         form = self.form(grant_type="refresh_token", refresh_token=refresh_token)
         return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
 
+    def backchannel(self, amount: int, login_hint: str = "alice", portfolio: str = "alice-main", **members: str) -> httpx.Response:
+        """A CIBA backchannel authentication request for one buy (OP-50: `openid` + RAR)."""
+        details = f'[{{"type": "trade", "identifier": "{portfolio}", "actions": ["buy"], "amount": {amount}}}]'
+        form = self.form(scope="openid", login_hint=login_hint, authorization_details=details, **members)
+        return self.http.post("/bc-authorize", data=form, headers={"DPoP": self.proof("/bc-authorize")})
+
+    def poll_ciba(self, auth_req_id: str) -> httpx.Response:
+        form = self.form(grant_type=ciba.GRANT_TYPE, auth_req_id=auth_req_id)
+        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
+
     def revoke(self, deferral_code: str) -> httpx.Response:
         form = self.form(token=deferral_code, token_type_hint=dtr.DEFERRAL_CODE_HINT)
         return self.http.post("/revoke", data=form, headers={"DPoP": self.proof("/revoke")})
 
 
 @contextmanager
-def deployment(backend: str, workdir: Path, oauth: str) -> Iterator[Deployment]:
+def deployment(
+    backend: str, workdir: Path, oauth: str, *, caller: str = "", access_requests: str = "",
+    edit_bundle: Callable[[Path], None] | None = None, as_options: dict[str, Any] | None = None,
+) -> Iterator[Deployment]:
+    """`caller`, `access_requests`: more TOML for the AS caller and those sections;
+    `edit_bundle` changes the bundle copy; `as_options` go to the test AS."""
     as_key, as_hash = new_api_key()
     alice_key, alice_hash = new_api_key()
     config = (
-        f'[[callers]]\nname = "as"\nkey_sha256 = "{as_hash}"\nscopes = ["oauth"]\n\n'
+        f'[[callers]]\nname = "as"\nkey_sha256 = "{as_hash}"\nscopes = ["oauth"]\n{caller}\n'
         f'[[reviewers]]\nname = "alice"\nentity = {{ type = "User", id = "alice" }}\nkey_sha256 = "{alice_hash}"\n\n'
-        "[access_requests]\nworker_interval = 0.2\n\n"
+        f"[access_requests]\nworker_interval = 0.2\n{access_requests}\n"
         f"[oauth]\ninterval = {INTERVAL}\nrefresh_token_ttl = 600\n{oauth}"
     )
     with ExitStack() as stack:
         url = stack.enter_context(fresh_postgres_schema_sync()) if backend == "postgres" else f"sqlite:///{workdir / 'arop.db'}"
         bundle = agents_bundle(workdir / "bundle")
+        if edit_bundle is not None:
+            edit_bundle(bundle)
         server = stack.enter_context(run_server(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle))))
-        as_server = stack.enter_context(running(AuthorizationServer(server.base_url, as_key, CLIENTS)))
+        as_server = stack.enter_context(running(AuthorizationServer(server.base_url, as_key, CLIENTS, **(as_options or {}))))
         yield Deployment(server.base_url, as_server, alice_key)
 
 
