@@ -22,6 +22,7 @@ import socket
 import ssl
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -31,7 +32,7 @@ from profiles.arap.errors import BadRequest
 from services.config import Config
 from services.oauth.sealing import HandleSeal
 from services.store import Store
-from services.store.records import AuditDraft, CallbackDelivery
+from services.store.records import SEALED_HANDLE, AuditDraft, CallbackDelivery
 
 log = logging.getLogger("arop.callbacks")
 
@@ -102,6 +103,17 @@ def short_error(exc: Exception) -> str:
     return text[:MAX_ERROR_LENGTH]
 
 
+def _unsealed(value: Any, handle: str) -> Any:
+    """`value` with every SEALED_HANDLE string replaced by the opened handle."""
+    if value == SEALED_HANDLE:
+        return handle
+    if isinstance(value, dict):
+        return {key: _unsealed(item, handle) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unsealed(item, handle) for item in value]
+    return value
+
+
 class CallbackDeliverer:
     """Delivers the due callbacks of the store (run by the access-request worker)."""
 
@@ -166,10 +178,14 @@ class CallbackDeliverer:
         CIBA client_notification_token as a bearer (TX-26), opened from its seal only now. A
         signed push carries that token in its body, for the AS to deliver with."""
         token = None if delivery.sealed_token is None else await self._seal.open(delivery.sealed_token)
+        content = delivery.body
+        if delivery.sealed_handle is not None:
+            content = _unsealed(content, await self._seal.open(delivery.sealed_handle))
         if secret is None:
             assert token is not None
-            return msgspec.json.encode(delivery.body), {"Authorization": f"Bearer {token}"}
-        content = delivery.body if token is None else {**delivery.body, "client_notification_token": token}
+            return msgspec.json.encode(content), {"Authorization": f"Bearer {token}"}
+        if token is not None:
+            content = {**content, "client_notification_token": token}
         body = msgspec.json.encode(content)
         return body, {SIGNATURE_HEADER: callback_signature(secret, int(now.timestamp()), body)}
 

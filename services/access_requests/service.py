@@ -637,7 +637,7 @@ class AccessRequestService:
         """What a reviewer needs to decide (DESIGN.md §3 "Reviewer UI"): who (subject and the
         acting chain), what, why (justification, requestable policies, template), history, and
         whether they may decide now and until when at most."""
-        task, workflow = await self._reviewable(reviewer, task_id)
+        task, workflow = await self._reviewable(reviewer, task_id, now)
         state = read_state(task.workflow)
         refused = self._refusal(reviewer, task, workflow, state) if task.status == PENDING and workflow else "not_pending"
         detail = self._summary(task, workflow)
@@ -659,21 +659,25 @@ class AccessRequestService:
         )
         return detail
 
-    async def _reviewable(self, reviewer: Reviewer, task_id: str) -> tuple[TaskRecord, Workflow]:
+    async def _reviewable(self, reviewer: Reviewer, task_id: str, now: datetime) -> tuple[TaskRecord, Workflow]:
+        """A task the reviewer is involved in; one past its expiry is expired first, so its
+        callback fires and nobody decides it (AR-87)."""
         task = await self.store.get_task(task_id)
         workflow = self.runtime.current().bundle.workflows.get(task.template) if task else None
         if task is None or workflow is None or not self._involved(reviewer, task, workflow):
             raise UnknownTask("no such task")
+        if task.status == PENDING and now >= task.expires_at:
+            task = await self._expire(task.id, now, "the request was not decided in time") or task
         return task, workflow
 
     async def approve(self, reviewer: Reviewer, task_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         """One eligible approval of the current step; the last one needed completes the task."""
         until = _optional_instant(body, "approved_until")
         comment = _optional_text(body, "comment")
-        await self._reviewable(reviewer, task_id)
+        await self._reviewable(reviewer, task_id, now)
 
         def approved(task: TaskRecord) -> Change | Awaitable[Change]:
-            workflow, state = self._decidable(reviewer, task)
+            workflow, state = self._decidable(reviewer, task, now)
             cap = self._approval_cap(task, workflow, state, now)
             if until is not None and not now < until <= cap:
                 raise BadRequest(f"approved_until must be after now and at most {format_instant(cap)}")
@@ -706,10 +710,10 @@ class AccessRequestService:
         if not reason:
             raise BadRequest("reason is required to deny")
         comment = _optional_text(body, "comment")
-        await self._reviewable(reviewer, task_id)
+        await self._reviewable(reviewer, task_id, now)
 
         def denied(task: TaskRecord) -> Change:
-            _, state = self._decidable(reviewer, task)
+            _, state = self._decidable(reviewer, task, now)
             who = EntityUid(reviewer.entity_type, reviewer.entity_id)
             state.decisions.append(StepDecision(step=state.step, approver=who, decision="deny", at=now, comment=comment, reason=reason))
             state.closed_reason = reason
@@ -725,7 +729,7 @@ class AccessRequestService:
         text = _optional_text(body, "comment")
         if not text:
             raise BadRequest("comment is required")
-        await self._reviewable(reviewer, task_id)
+        await self._reviewable(reviewer, task_id, now)
 
         def commented(task: TaskRecord) -> Change:
             state = read_state(task.workflow)
@@ -749,10 +753,15 @@ class AccessRequestService:
             await self.store.append_audit([AuditDraft(at=now, kind="task.review_refused", actor=reviewer.name, task_id=task_id, data=data)])
             raise
 
-    def _decidable(self, reviewer: Reviewer, task: TaskRecord) -> tuple[Workflow, WorkflowState]:
+    def _decidable(self, reviewer: Reviewer, task: TaskRecord, now: datetime) -> tuple[Workflow, WorkflowState]:
+        """A pending, unexpired task the reviewer is eligible to decide now. Expiry is checked
+        here, not left to the worker: a task past `expires_at` that no sweep has expired yet
+        must not be approved (AR-87, D-ARAP-14)."""
         workflow = self.runtime.current().bundle.workflows.get(task.template)
         if task.status != PENDING or workflow is None:
             raise InvalidTaskState(f"the task is {task.status}")
+        if now >= task.expires_at:
+            raise InvalidTaskState("the task expired")
         state = read_state(task.workflow)
         found = self._refusal(reviewer, task, workflow, state)
         if found is not None:

@@ -30,7 +30,7 @@ from profiles.arop.errors import UNAUTHORIZED_CLIENT, OAuthFailure
 from profiles.arop.model import DecideRequest, DeliveryMode, Grant
 from services.access_requests.delivery import CIBA_PUSH
 from services.oauth.sealing import HandleSeal
-from services.store.records import CallbackDelivery, ContinuationHandle
+from services.store.records import SEALED_HANDLE, CallbackDelivery, ContinuationHandle
 
 CIBA_PING = "ciba.ping"
 NOTIFIED = "notified"
@@ -80,10 +80,12 @@ def approval_noticed(record: ContinuationHandle, now: datetime) -> ContinuationH
 
 
 def notifications(
-    before: ContinuationHandle, after: ContinuationHandle, auth_req_id: str, *, grant: dict[str, Any] | None, push_endpoint: str, now: datetime
+    before: ContinuationHandle, after: ContinuationHandle, *, grant: dict[str, Any] | None, push_endpoint: str, now: datetime
 ) -> list[CallbackDelivery]:
     """The notification a handle write queues with itself: none unless it is the write that
-    resolves a ping/push handle (or, for ping, notices its approval)."""
+    resolves a ping/push handle (or, for ping, notices its approval). The auth_req_id is
+    written as SEALED_HANDLE and opened into the body only at delivery (OP-27)."""
+    auth_req_id = SEALED_HANDLE
     if not awaits_notice(before) or (after.state == "issued" and delivery_mode(before) == "ping"):
         return []
     notification = before.notification or {}
@@ -115,4 +117,5 @@ def _delivery(record: ContinuationHandle, event: str, endpoint: str, body: dict[
         next_attempt_at=now,
         auth=auth,
         sealed_token=notification["token"],
+        sealed_handle=record.sealed_handle,
     )

@@ -405,9 +405,8 @@ class SidecarService:
         changed = msgspec.structs.replace(changed, version=record.version + 1)
         callbacks: list[CallbackDelivery] = []
         if ciba.awaits_notice(record):
-            assert record.sealed_handle is not None
             callbacks = ciba.notifications(
-                record, changed, await self.seal.open(record.sealed_handle), grant=grants[0].grant if grants else None,
+                record, changed, grant=grants[0].grant if grants else None,
                 push_endpoint=self.config.oauth.push_endpoint, now=changed.updated_at,
             )
         return await self.store.update_handle(changed, expected_version=record.version, grants=grants, callbacks=callbacks)

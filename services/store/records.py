@@ -199,6 +199,12 @@ class CallbackDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     # client_notification_token too, opened into its body for the AS to deliver with.
     auth: Literal["hmac", "bearer"] = "hmac"
     sealed_token: str | None = None
+    # A CIBA notice names its auth_req_id, which is stored only hashed and sealed (OP-27): the
+    # body carries SEALED_HANDLE wherever it goes, and the delivery opens `sealed_handle` into it.
+    sealed_handle: str | None = None
+
+
+SEALED_HANDLE = "arop:sealed-handle"  # never a handle: handles are base64url, without ":"
 
 
 # -- continuation handles (the AS-facing sidecar, AROP) ----------------------------------------

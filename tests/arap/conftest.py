@@ -53,6 +53,8 @@ INTERNAL_CALLBACK = "https://10.20.30.40/arap-callback"
 VARIANTS = {
     "short": ("hint_ttl = 1\nclock_skew = 2\nretention = 4\n", "2s"),
     "strict": ("hint_ttl = 1\nclock_skew = 0\n", None),
+    # tasks expire after 2 s but no background sweep comes by: expiry must hold without it
+    "unswept": ("worker_interval = 600\n", "2s"),
 }
 
 
@@ -77,7 +79,8 @@ class Credentials:
             f'[[reviewers]]\nname = "{name}"\nentity = {{ type = "User", id = "{name}" }}\nkey_sha256 = "{self.hashes[name]}"\n\n'
             for name in REVIEWERS
         )
-        return text + "[access_requests]\nworker_interval = 0.2\n" + extra
+        sweep = "" if "worker_interval" in extra else "worker_interval = 0.2\n"
+        return text + "[access_requests]\n" + sweep + extra
 
     def headers(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[name]}"}
@@ -324,3 +327,8 @@ def short_flow(backend: str, variants: Variants) -> Flow:
 @pytest.fixture(scope="module")
 def strict_flow(backend: str, variants: Variants) -> Flow:
     return variants.flow(backend, "strict")
+
+
+@pytest.fixture(scope="module")
+def unswept_flow(backend: str, variants: Variants) -> Flow:
+    return variants.flow(backend, "unswept")

@@ -470,3 +470,18 @@ def test_ar_71_a_revoked_approval_no_longer_allows(flow: Flow) -> None:
     assert "access_request" in denied["context"]  # next_action request comes with a fresh hint (AR-76)
     assert flow.http.post(path, headers=flow.credentials.headers("operator")).status_code == 409
     assert "approval.revoked" in [e.kind for e in flow.audit_events(task["id"])]
+
+
+def test_ar_87_an_expired_task_cannot_be_approved_before_any_sweep(unswept_flow: Flow) -> None:
+    """Found in review: expiry was left to the background worker, so a reviewer could approve
+    a task past its expires_at that no sweep had expired yet, and the PEP got an approval."""
+    flow = unswept_flow
+    evaluated = flow.evaluate("dave")
+    task = flow.submit(flow.submission(evaluated)).json()["task"]
+    assert flow.review("alice", task["id"], "approve").status_code == 200
+    time.sleep(2.2)  # past the 2 s request_ttl; the worker sweeps only every 10 minutes
+    refused = flow.review("carol", task["id"], "approve")
+    assert_problem(refused, 409, "invalid_task_state")
+    assert_problem(flow.status(task["id"]), 410, "task_expired")
+    assert "task.approved" not in [e.kind for e in flow.audit_events(task["id"])]
+    assert "task.expired" in [e.kind for e in flow.audit_events(task["id"])]
