@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 
-from profiles.authzen.transport import media_type
-from services.http import Problem, authenticate, json_response
+from services.http import Problem, authenticate, decode_json_body, json_response
 from services.pdp.bundle import check_entities
 from services.pdp.runtime import PolicyRuntime
 from services.store import Store
@@ -34,12 +33,7 @@ class UidsBody(msgspec.Struct, forbid_unknown_fields=False):
 
 async def _body(request: AnyRequest, type_: type) -> Any:
     authenticate(request, "admin")
-    if media_type(request.headers.get("content-type")) != "application/json":
-        raise Problem(415, "Unsupported Media Type", "send application/json")
-    try:
-        body = msgspec.json.decode(await request.body(), type=type_)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise Problem(400, "Invalid request", str(exc)) from None
+    body = await decode_json_body(request, type_)
     if len(body.entities) > MAX_ENTITIES_PER_CALL:
         raise Problem(400, "Invalid request", f"at most {MAX_ENTITIES_PER_CALL} entities per call")
     return body

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from litestar import Litestar, Request, Response, asgi
@@ -17,10 +17,12 @@ from litestar.handlers import ASGIRouteHandler
 
 from profiles.authzen.errors import AuthZENError
 from profiles.authzen.model import ErrorBody
+from profiles.authzen.transport import describe_validation_error, media_type
 from services.auth import AuthError, Authenticator, Caller, Scope
 from services.store import StoreUnavailable
 
 log = logging.getLogger("arop.http")
+T = TypeVar("T")
 encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -42,6 +44,24 @@ class Problem(Exception):
         body = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if self.status == 401 else None
         return Response(encode(body), status_code=self.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """A JSON API call outside AuthZEN sends application/json, else 415 (a problem)."""
+    if media_type(request.headers.get("content-type")) != JSON:
+        raise Problem(415, "Unsupported Media Type", "send application/json")
+
+
+async def decode_json_body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """The body of a JSON API call outside AuthZEN as `type_`: 415 for another media type, a 400
+    problem naming the member for a body that does not fit."""
+    require_json(request)
+    try:
+        return msgspec.json.decode(await request.body(), type=type_)
+    except msgspec.ValidationError as exc:
+        raise Problem(400, "Bad Request", describe_validation_error(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Problem(400, "Bad Request", f"the request body is not JSON: {exc}") from None
 
 
 def authenticate(request: Request[Any, Any, Any], scope: Scope) -> Caller:

@@ -70,19 +70,25 @@ def sign_jwt(claims: JSONObject, key: ECKey, typ: str) -> str:
     return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
 
 
-def peek(token: object) -> tuple[str | None, str | None]:
-    """The `iss` claim and `kid` header of a compact JWS, UNVERIFIED: only to choose which keys
-    to load before verifying. (None, None) for anything unreadable."""
+def unverified_parts(token: object) -> tuple[JSONObject, JSONObject]:
+    """The header and claims of a compact JWS, UNVERIFIED: to choose keys before verifying, or
+    to read back a token that was verified when it was stored. ({}, {}) for anything unreadable."""
     if not isinstance(token, str) or token.count(".") != 2:
-        return None, None
+        return {}, {}
     header_text, payload_text, _ = token.split(".")
     try:
         header = msgspec.json.decode(base64.urlsafe_b64decode(header_text + "=" * (-len(header_text) % 4)))
         claims = msgspec.json.decode(base64.urlsafe_b64decode(payload_text + "=" * (-len(payload_text) % 4)))
     except (ValueError, msgspec.DecodeError):
-        return None, None
-    issuer = claims.get("iss") if isinstance(claims, dict) else None
-    kid = header.get("kid") if isinstance(header, dict) else None
+        return {}, {}
+    return (header if isinstance(header, dict) else {}), (claims if isinstance(claims, dict) else {})
+
+
+def peek(token: object) -> tuple[str | None, str | None]:
+    """The `iss` claim and `kid` header of a compact JWS, UNVERIFIED: only to choose which keys
+    to load before verifying. (None, None) for anything unreadable."""
+    header, claims = unverified_parts(token)
+    issuer, kid = claims.get("iss"), header.get("kid")
     return (issuer if isinstance(issuer, str) else None), (kid if isinstance(kid, str) else None)
 
 

@@ -96,11 +96,22 @@ def verify_challenge(
         )
     except UnverifiedToken as exc:
         raise _invalid(f"rejected: {exc.detail}") from None
-    claims = verified.claims
-    issuer = claims["iss"]
-    issued_at, expires_at = _check_times(claims, now, skew)
+    challenge = read_challenge(verified.claims)
+    _check_times(verified.claims, challenge, now, skew)
+    return challenge
+
+
+def read_challenge(claims: JSONObject) -> VerifiedChallenge:
+    """The challenge its claims describe, each required claim present and well typed (TX-32,
+    TX-42). Also how a challenge verified when its handle was created is read back (OP-59)."""
+    try:
+        issued_at, expires_at = numeric_date(claims, "iat"), numeric_date(claims, "exp")
+    except ValueError:
+        raise _invalid("iat, exp and nbf must be NumericDates") from None
+    if issued_at is None or expires_at is None:
+        raise _invalid("needs iat and exp")
     return VerifiedChallenge(
-        iss=issuer,
+        iss=_string(claims, "iss"),
         jti=_string(claims, "jti"),
         txn=_string(claims, "txn"),
         authorization_details=_operation(claims),
@@ -121,20 +132,17 @@ def _recognized(resolve_key: KeyResolver) -> Callable[[str | None, str | None], 
     return resolve
 
 
-def _check_times(claims: JSONObject, now: datetime, skew: timedelta) -> tuple[datetime, datetime]:
-    """TX-32, TX-42: `iat` and `exp` are required; not expired, not issued in the future,
-    not before `nbf` (RFC 7519), each within `skew`."""
+def _check_times(claims: JSONObject, challenge: VerifiedChallenge, now: datetime, skew: timedelta) -> None:
+    """TX-32, TX-42: not expired, not issued in the future, not before `nbf` (RFC 7519), each
+    within `skew`."""
     try:
-        issued_at, expires_at, not_before = (numeric_date(claims, name) for name in ("iat", "exp", "nbf"))
+        not_before = numeric_date(claims, "nbf")
     except ValueError:
         raise _invalid("iat, exp and nbf must be NumericDates") from None
-    if issued_at is None or expires_at is None:
-        raise _invalid("needs iat and exp")
-    if now > expires_at + skew:
+    if now > challenge.expires_at + skew:
         raise _invalid("has expired")
-    if issued_at > now + skew or (not_before is not None and not_before > now + skew):
+    if challenge.issued_at > now + skew or (not_before is not None and not_before > now + skew):
         raise _invalid("is not valid yet")
-    return issued_at, expires_at
 
 
 def _string(claims: JSONObject, name: str) -> str:

@@ -20,16 +20,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, Router, delete, get, post
 
-from profiles.arap.errors import ARAPError, BadRequest, problem_body
+from profiles.arap.errors import ARAPError, problem_body
 from profiles.arap.model import TaskResponse
 from profiles.arap.tasks import PENDING
-from profiles.authzen.transport import media_type
-from services.access_requests.service import AccessRequestService, Forbidden, ReviewRefused
+from services.access_requests.service import AccessRequestService, Forbidden, ReviewRefused, json_object
 from services.auth import Reviewer
-from services.http import PROBLEM_JSON, Problem, authenticate, encode, json_response
+from services.http import PROBLEM_JSON, Problem, authenticate, encode, json_response, require_json
 
 AnyRequest = Request[Any, Any, Any]
 SCHEMA_JSON = "application/schema+json"
@@ -50,15 +48,8 @@ async def _json_object(request: AnyRequest, *, optional: bool = False) -> dict[s
     body = await request.body()
     if not body and optional:
         return {}
-    if media_type(request.headers.get("content-type")) != "application/json":
-        raise Problem(415, "Unsupported Media Type", "send application/json")
-    try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"the request body is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return value
+    require_json(request)
+    return json_object(body)
 
 
 def _task_response(service: AccessRequestService, answer: TaskResponse, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -73,8 +64,7 @@ def _task_response(service: AccessRequestService, answer: TaskResponse, status: 
 async def submit(request: AnyRequest) -> Response[bytes]:
     """§8: submit an access request. 201 when already terminal (auto-approval), else 202."""
     caller = authenticate(request, "request")
-    if media_type(request.headers.get("content-type")) != "application/json":
-        raise Problem(415, "Unsupported Media Type", "send application/json")
+    require_json(request)
     service = _service(request)
     # The arrival time to the microsecond: freshness (AR-14) is judged on it, not on _now().
     submitted = await service.submit(caller, await request.body(), request.headers.get("idempotency-key"), datetime.now(UTC))

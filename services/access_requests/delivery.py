@@ -65,9 +65,9 @@ async def checked_addresses(url: str, allowed_networks: Collection[str]) -> list
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext:
-    """Verifying TLS against the system CAs, plus `ca_file` for receivers under a private PKI.
-    Verification is never switched off: the receiver's certificate is what makes the pinned
-    address the endpoint's host."""
+    """Verifying TLS against the system CAs, plus `ca_file` for peers under a private PKI
+    (callback receivers, resource servers' key sets). Verification is never switched off: for a
+    callback, the receiver's certificate is what makes the pinned address the endpoint's host."""
     context = ssl.create_default_context()
     if ca_file:
         context.load_verify_locations(cafile=ca_file)

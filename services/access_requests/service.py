@@ -93,6 +93,7 @@ from services.store.records import (
 log = logging.getLogger("arop.access_requests")
 SYSTEM = "arop"
 TICKET_SECRET = "access-request-ticket-links"
+UNDECIDED = "the request was not decided in time"
 MAX_ATTEMPTS = 8  # optimistic-concurrency retries of one task change
 
 
@@ -133,6 +134,19 @@ def _token(prefix: str) -> str:
 
 def _uid(entity: dict[str, Any]) -> EntityUid:
     return EntityUid(str(entity.get("type")), str(entity.get("id")))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; anything else is a 400 (§8.1 Impl)."""
+    if not body:
+        raise BadRequest("the request body is empty")
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return value
 
 
 def _depth(value: Any) -> int:
@@ -203,14 +217,7 @@ class AccessRequestService:
         return Submitted(read_state(task.workflow).responded, await self.view(task, caller, now), self._status_url(task.id))
 
     def _decode(self, body: bytes) -> tuple[dict[str, Any], Submission]:
-        if not body:
-            raise BadRequest("the request body is empty")
-        try:
-            raw = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"the request body is not JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise BadRequest("the request body must be a JSON object")
+        raw = json_object(body)
         if _depth(raw) > self.config.server.max_json_depth:
             raise BadRequest(f"the request body nests deeper than {self.config.server.max_json_depth} levels")
         try:
@@ -429,8 +436,7 @@ class AccessRequestService:
         task = await self.store.get_task(task_id)
         if task is None or not caller.may_act_for(str(task.subject.get("type")), str(task.subject.get("id"))):
             raise UnknownTask("no such task")
-        if task.status == PENDING and now >= task.expires_at:
-            task = await self._expire(task.id, now, "the request was not decided in time") or task
+        task = await self._expired_if_due(task, now)
         check_retrievable(format_instant(task.expires_at), now)
         return task
 
@@ -666,9 +672,7 @@ class AccessRequestService:
         workflow = self.runtime.current().bundle.workflows.get(task.template) if task else None
         if task is None or workflow is None or not self._involved(reviewer, task, workflow):
             raise UnknownTask("no such task")
-        if task.status == PENDING and now >= task.expires_at:
-            task = await self._expire(task.id, now, "the request was not decided in time") or task
-        return task, workflow
+        return await self._expired_if_due(task, now), workflow
 
     async def approve(self, reviewer: Reviewer, task_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         """One eligible approval of the current step; the last one needed completes the task."""
@@ -833,7 +837,7 @@ class AccessRequestService:
         escalate). Safe on every replica at once: each change is version-checked."""
         changed = 0
         for task in await self.store.list_tasks(status=PENDING, expires_before=now, limit=500):
-            changed += await self._expire(task.id, now, "the request was not decided in time") is not None
+            changed += await self._expire(task.id, now, UNDECIDED) is not None
         workflows = self.runtime.current().bundle.workflows
         after: str | None = None
         while page := await self.store.list_tasks(status=PENDING, limit=500, after_id=after):
@@ -853,6 +857,13 @@ class AccessRequestService:
                 else:
                     changed += await self._expire(task.id, now, f"step {step.name!r} timed out") is not None
         return changed
+
+    async def _expired_if_due(self, task: TaskRecord, now: datetime) -> TaskRecord:
+        """A pending task past its `expires_at` is expired now (its callback fires), whether or
+        not a worker sweep came by first (AR-87, D-ARAP-14)."""
+        if task.status == PENDING and now >= task.expires_at:
+            return await self._expire(task.id, now, UNDECIDED) or task
+        return task
 
     async def _expire(self, task_id: str, now: datetime, why: str) -> TaskRecord | None:
         def expired(task: TaskRecord) -> Change | None:

@@ -17,13 +17,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import msgspec
 from litestar import Request, Response, Router, post
 
 from profiles.arop.model import CancelRequest, DecideRequest, ExchangeCheckRequest, RedeemRequest, RefreshCheckRequest
-from profiles.authzen.transport import describe_validation_error, media_type
 from services.auth import Caller
-from services.http import Problem, authenticate, json_response
+from services.http import Problem, authenticate, decode_json_body, json_response
 from services.oauth.service import BindingUnavailable, SidecarService
 
 AnyRequest = Request[Any, Any, Any]
@@ -35,14 +33,7 @@ async def _call(request: AnyRequest, kind: type[T], operation: Callable[[Sidecar
     """Authenticate the AS, decode its JSON strictly into `kind`, run `operation` at one
     instant, answer JSON that nobody caches (it may hold a handle or a grant)."""
     caller = authenticate(request, "oauth")
-    if media_type(request.headers.get("content-type")) != "application/json":
-        raise Problem(415, "Unsupported Media Type", "send application/json")
-    try:
-        body = msgspec.json.decode(await request.body(), type=kind)
-    except msgspec.ValidationError as exc:
-        raise Problem(400, "Bad Request", describe_validation_error(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise Problem(400, "Bad Request", f"the request body is not JSON: {exc}") from None
+    body = await decode_json_body(request, kind)
     service: SidecarService = request.app.state.oauth
     return json_response(await operation(service, caller, body, datetime.now(UTC)), headers=NO_STORE)
 

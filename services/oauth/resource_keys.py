@@ -137,10 +137,11 @@ class ResourceServerKeys:
 
     @functools.cached_property
     def _tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if self._ca_file:
-            context.load_verify_locations(cafile=self._ca_file)
-        return context
+        # Imported here: services.config reads ResourceServer from this module, and the
+        # delivery module needs services.config.
+        from services.access_requests.delivery import tls_context
+
+        return tls_context(self._ca_file)
 
 
 def _import(document: object) -> dict[str | None, Any]:

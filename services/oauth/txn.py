@@ -17,7 +17,6 @@ before its signature verifies (TX-34).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from profiles.arap.model import JSONObject, parse_instant
+from profiles.arap.signed import unverified_parts
 from profiles.arop.dedup import txn_dedup_key
 from profiles.arop.model import DecideRequest, OAuthError
 from profiles.arop.outcomes import PairDecision, choose, denial_error
@@ -35,6 +34,7 @@ from profiles.arop.txn_challenge import (
     VerifiedChallenge,
     admit_challenge,
     jti_memory_until,
+    read_challenge,
     verify_challenge,
 )
 from services.config import OAuthConfig
@@ -122,23 +122,11 @@ class TxnChallenges:
 
 def stored_challenge(record: ContinuationHandle) -> VerifiedChallenge:
     """OP-59: the challenge a txn handle was opened for. It passed TX-42 when the handle was
-    created and is read back from our own store, so its claims are taken as they are; its
-    `exp` no longer matters (the approval and the handle bound the grant)."""
-    token = record.request["transaction_challenge"]
-    payload = token.split(".")[1]
-    claims: JSONObject = msgspec.json.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert claims["iss"] == record.txn_issuer and claims["txn"] == record.txn
-    return VerifiedChallenge(
-        iss=claims["iss"],
-        jti=claims["jti"],
-        txn=claims["txn"],
-        authorization_details=tuple(claims["authorization_details"]),
-        reason=claims["reason"],
-        issued_at=parse_instant("1970-01-01T00:00:00Z") + timedelta(seconds=claims["iat"]),
-        expires_at=parse_instant("1970-01-01T00:00:00Z") + timedelta(seconds=claims["exp"]),
-        act=claims.get("act"),
-        reason_uri=claims.get("reason_uri"),
-    )
+    created and is read back from our own store; its `exp` no longer matters (the approval and
+    the handle bound the grant)."""
+    challenge = read_challenge(unverified_parts(record.request["transaction_challenge"])[1])
+    assert challenge.iss == record.txn_issuer and challenge.txn == record.txn
+    return challenge
 
 
 def _digest(tag: str, *parts: str) -> str:
