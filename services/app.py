@@ -17,7 +17,7 @@ from services.access_requests.service import AccessRequestService
 from services.access_requests.worker import AccessRequestWorker
 from services.auth import Authenticator
 from services.config import Config, load_config
-from services.http import EXCEPTION_HANDLERS
+from services.http import EXCEPTION_HANDLERS, prepare_caller
 from services.keys import KeyRing
 from services.logs import configure_logging
 from services.oauth import api as oauth_api
@@ -76,8 +76,10 @@ def create_app(config: Config) -> Any:
 
     app = App(
         route_handlers=[pdp_api.router(config), ars_api.router, oauth_api.router, admin.router, *ops.ROUTES],
-        exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS, **oauth_api.EXCEPTION_HANDLERS},
+        exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS},
         lifespan=[lifespan],
+        # Callers with bearer JWTs: their issuers' keys are loaded before the handler runs.
+        before_request=prepare_caller if any(caller.jwt for caller in config.callers) else None,
         openapi_config=None,
         request_max_body_size=config.server.max_body_bytes,
         logging_config=None,
@@ -87,7 +89,7 @@ def create_app(config: Config) -> Any:
     app.state.store = store
     app.state.runtime = runtime
     app.state.changes = changes
-    app.state.authenticator = Authenticator(config.callers, config.reviewers)
+    app.state.authenticator = Authenticator(config.callers, config.reviewers, trusted_proxies=config.server.trusted_proxies)
     app.state.key_ring = key_ring
     app.state.access_requests = access_requests
     # The sidecar decides through the PDP's own decision path (services.pdp.decisions), which

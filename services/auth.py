@@ -1,8 +1,18 @@
 """Caller authentication for the HTTP APIs (DESIGN.md §3 "Callers").
 
-Static API keys are configured as SHA-256 hashes (`arop callers new-key` prints a key and its
-hash). Keys are 256-bit random, so a fast hash is the right tool (no password hashing needed),
-and comparison is constant-time over every configured caller.
+Each caller has one credential:
+- a static API key, configured as its SHA-256 hash (`arop callers new-key` prints a key and its
+  hash). Keys are 256-bit random, so a fast hash is the right tool (no password hashing
+  needed), and comparison is constant-time over every configured caller;
+- bearer JWTs from a configured issuer: asymmetric signature by a key of the issuer's JWK Set
+  (services.jwks), `iss`, `aud`, `sub`, `exp` required, `nbf`/`iat` with `JWT_LEEWAY`;
+- a TLS client certificate, as a trusted TLS-terminating proxy forwards it in the RFC 9440
+  `Client-Cert` header (uvicorn does not expose the peer certificate): its SHA-256 thumbprint
+  is compared in constant time. The header is ignored from any other peer.
+
+Authentication is synchronous, so that the API-key path costs no await. A JWT whose issuer's
+keys are not loaded yet (or names an unknown `kid`) needs `await Authenticator.prepare(...)`
+first; without it the token is refused (fail closed), never accepted unverified.
 
 Out of the box — no callers configured, bound to loopback — the AuthZEN endpoints answer
 unauthenticated loopback callers so that a newcomer can `curl` a decision. `arop serve` refuses
@@ -11,20 +21,28 @@ to bind anywhere else without configured callers.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
-from typing import Literal, TypeVar
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from services.config import CallerConfig, ReviewerConfig
+from profiles.arap.signed import UnverifiedToken, numeric_date, unverified_parts, verify_jwt
+from services.config import CallerConfig, JwtCredential, ReviewerConfig
+from services.jwks import JwksCache
 
 Scope = Literal["evaluate", "explain", "request", "cancel", "admin", "oauth"]
 KEY_PREFIX = "arop_"
+JWT_LEEWAY = timedelta(seconds=30)
 T = TypeVar("T")
+log = logging.getLogger("arop.auth")
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -76,12 +94,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _JwtCaller(msgspec.Struct, frozen=True):
+    credential: JwtCredential
+    caller: Caller
+    keys: JwksCache
+
+
 class Authenticator:
-    def __init__(self, callers: list[CallerConfig], reviewers: list[ReviewerConfig] = ()) -> None:  # type: ignore[assignment]
-        self._callers = [
-            (bytes.fromhex(c.key_sha256), Caller(c.name, frozenset(c.scopes), tuple((p.type, p.id) for p in c.subjects)))
-            for c in callers
-        ]
+    def __init__(
+        self,
+        callers: list[CallerConfig],
+        reviewers: list[ReviewerConfig] = (),  # type: ignore[assignment]
+        *,
+        trusted_proxies: Sequence[str] = (),
+        min_refresh: float = 10.0,
+    ) -> None:
+        """`min_refresh`: the shortest interval between two fetches of an issuer's JWK Set."""
+        self._callers: list[tuple[bytes, Caller]] = []
+        self._jwt: dict[tuple[str, str], _JwtCaller] = {}  # (iss, sub) → caller
+        self._mtls: list[tuple[bytes, Caller]] = []  # SHA-256 of the certificate → caller
+        key_sets: dict[tuple[str, str], JwksCache] = {}
+        for c in callers:
+            caller = Caller(c.name, frozenset(c.scopes), tuple((p.type, p.id) for p in c.subjects))
+            if c.jwt is not None:
+                keys = key_sets.get((c.jwt.jwks_uri, c.jwt.ca_file))
+                if keys is None:
+                    keys = key_sets[(c.jwt.jwks_uri, c.jwt.ca_file)] = JwksCache(c.jwt.jwks_uri, ca_file=c.jwt.ca_file, min_refresh=min_refresh)
+                self._jwt[(c.jwt.issuer, c.jwt.subject)] = _JwtCaller(c.jwt, caller, keys)
+            elif c.mtls is not None:
+                self._mtls.append((base64.urlsafe_b64decode(c.mtls.x5t_s256 + "="), caller))
+            else:
+                self._callers.append((bytes.fromhex(c.key_sha256), caller))
+        self._configured = bool(callers)
+        self._proxies = tuple(ipaddress.ip_network(network, strict=False) for network in trusted_proxies)
+        # Cheap flags for the request path: skip the JWT preparation and the Client-Cert header
+        # entirely when no caller uses them.
+        self.uses_jwt = bool(self._jwt)
+        self.uses_mtls = bool(self._mtls)
         self._reviewers = [
             (bytes.fromhex(r.key_sha256), Reviewer(r.name, r.entity.type, r.entity.id))
             for r in reviewers
@@ -89,19 +138,91 @@ class Authenticator:
 
     @property
     def open_on_loopback(self) -> bool:
-        return not self._callers
+        return not self._configured
 
-    def authenticate(self, authorization: str | None, client_host: str | None, scope: Scope) -> Caller:
-        """Return the caller allowed to use `scope`, or raise AuthError (401 or 403)."""
+    async def prepare(self, authorization: str | None) -> None:
+        """Load (or refresh, for an unknown `kid`) the JWK Set a bearer JWT of a configured
+        caller needs, so that `authenticate` can verify it without waiting. Does nothing for
+        anything else; never raises."""
+        if not self._jwt or authorization is None:
+            return
+        kind, _, credential = authorization.partition(" ")
+        token = credential.strip()
+        if kind.lower() != "bearer" or token.count(".") != 2:
+            return
+        header, claims = unverified_parts(token)
+        issuer, subject, kid = claims.get("iss"), claims.get("sub"), header.get("kid")
+        if not isinstance(issuer, str) or not isinstance(subject, str) or not isinstance(kid, (str, type(None))):
+            return
+        entry = self._jwt.get((issuer, subject))
+        if entry is not None and entry.keys.needs_fetch(kid):
+            await entry.keys.ensure(kid)
+
+    def authenticate(self, authorization: str | None, client_host: str | None, scope: Scope, client_cert: str | None = None) -> Caller:
+        """Return the caller allowed to use `scope`, or raise AuthError (401 or 403).
+
+        `client_cert`: the RFC 9440 `Client-Cert` header ("" when it was sent more than once),
+        considered only without `Authorization` and only from a trusted proxy."""
         if authorization is None:
+            if client_cert is not None and self._mtls and client_host and self._trusted_proxy(client_host):
+                return _scoped(self._certificate_holder(client_cert), scope)
             if self.open_on_loopback and scope in ANONYMOUS_LOOPBACK.scopes and scope != "explain" and client_host and is_loopback(client_host):
                 return ANONYMOUS_LOOPBACK
             raise AuthError(401, "authentication required: send Authorization: Bearer <API key>")
         found = _match(authorization, self._callers)
+        if found is None and self._jwt:
+            found = self._jwt_holder(authorization.partition(" ")[2].strip())
         if found is None:
             raise AuthError(401, "invalid credentials")
         if scope not in found.scopes:
             raise AuthError(403, f"caller {found.name!r} may not use this API (needs scope {scope!r})")
+        return found
+
+    def _jwt_holder(self, token: str) -> Caller | None:
+        """The configured caller a bearer JWT authenticates, or None. Why a token is refused is
+        logged (never the token), not told to the client."""
+        if token.count(".") != 2:
+            return None
+        _, unverified = unverified_parts(token)
+        issuer, subject = unverified.get("iss"), unverified.get("sub")
+        entry = self._jwt.get((issuer, subject)) if isinstance(issuer, str) and isinstance(subject, str) else None
+        if entry is None:
+            return None
+        credential = entry.credential
+
+        def resolve(iss: str | None, kid: str | None) -> Any:
+            return entry.keys.key(kid) if iss == credential.issuer else None
+
+        try:
+            verified = verify_jwt(token, resolve_key=resolve, audience=credential.audience, algorithms=tuple(credential.algorithms))
+            _check_jwt_claims(verified.claims, credential, datetime.now(UTC))
+        except UnverifiedToken as exc:
+            log.info("caller JWT refused", extra={"caller": entry.caller.name, "reason": exc.detail[:200]})
+            return None
+        return entry.caller
+
+    def _trusted_proxy(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
+
+    def _certificate_holder(self, client_cert: str) -> Caller | None:
+        """The caller whose certificate a trusted proxy forwarded (RFC 9440 §2.2: a structured
+        field byte sequence, `:<base64 DER>:`), compared in constant time against every one."""
+        value = client_cert.strip()
+        if len(value) < 3 or value[0] != ":" or value[-1] != ":":
+            return None
+        try:
+            der = base64.b64decode(value[1:-1] + "=" * (-len(value[1:-1]) % 4), validate=True)
+        except ValueError:
+            return None
+        digest = hashlib.sha256(der).digest()
+        found: Caller | None = None
+        for expected, holder in self._mtls:
+            if hmac.compare_digest(digest, expected):
+                found = holder
         return found
 
     def reviewer(self, authorization: str | None) -> Reviewer:
@@ -126,3 +247,30 @@ def _match(authorization: str, candidates: list[tuple[bytes, T]]) -> T | None:
         if hmac.compare_digest(digest, expected):
             found = holder
     return found
+
+
+def _scoped(found: Caller | None, scope: Scope) -> Caller:
+    if found is None:
+        raise AuthError(401, "invalid credentials")
+    if scope not in found.scopes:
+        raise AuthError(403, f"caller {found.name!r} may not use this API (needs scope {scope!r})")
+    return found
+
+
+def _check_jwt_claims(claims: dict[str, object], credential: JwtCredential, now: datetime) -> None:
+    """After the signature and `aud` (verify_jwt): exactly our issuer and subject, `exp`
+    required, `nbf` and `iat` not in the future, each with `JWT_LEEWAY`."""
+    if claims.get("iss") != credential.issuer or claims.get("sub") != credential.subject:
+        raise UnverifiedToken("iss or sub does not name this caller")
+    try:
+        expires, not_before, issued = (numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+    except ValueError as exc:
+        raise UnverifiedToken(str(exc)) from None
+    if expires is None:
+        raise UnverifiedToken("exp is missing")
+    if now - JWT_LEEWAY >= expires:
+        raise UnverifiedToken("expired")
+    if not_before is not None and now + JWT_LEEWAY < not_before:
+        raise UnverifiedToken("not valid yet (nbf)")
+    if issued is not None and now + JWT_LEEWAY < issued:
+        raise UnverifiedToken("issued in the future (iat)")

@@ -41,6 +41,10 @@ class ServerConfig(_Section):
     public_url: str = ""
     max_body_bytes: int = 1_048_576
     max_json_depth: int = 32
+    # TLS-terminating proxies (addresses or CIDRs) whose `Client-Cert` header (RFC 9440) is
+    # believed: the client certificate `mtls` callers are recognized by. From any other peer
+    # the header is ignored. The proxy must drop a `Client-Cert` its clients send.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
 
     def base_url(self) -> str:
         if self.public_url:
@@ -90,8 +94,52 @@ class SubjectPattern(_Section):
     id: str | None = None
 
 
+# Asymmetric JWS algorithms only: never `none`, never HMAC (a public key must not become a secret).
+JWT_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+_X5T_S256 = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class JwtCredential(_Section):
+    """A caller presenting bearer JWTs (e.g. OAuth client-credentials access tokens) from
+    `issuer`, verified with the keys at its `jwks_uri` (https; `ca_file`: an extra CA bundle for
+    a private PKI). The token must name `audience` in `aud` and this caller in `sub`, and carry
+    `exp`."""
+
+    issuer: str
+    jwks_uri: str
+    audience: str
+    subject: str
+    algorithms: list[str] = msgspec.field(default_factory=lambda: list(JWT_ALGORITHMS))
+    ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("issuer", "audience", "subject"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: must not be empty")
+        if not re.match(r"^https://[^/?#]+", self.jwks_uri):
+            raise ValueError("jwks_uri: must be an https URL")
+        unknown = [alg for alg in self.algorithms if alg not in JWT_ALGORITHMS]
+        if unknown or not self.algorithms:
+            refused = f", not {', '.join(unknown)}" if unknown else ""
+            raise ValueError(f"algorithms: one or more of {', '.join(JWT_ALGORITHMS)}{refused}")
+
+
+class MtlsCredential(_Section):
+    """A caller recognized by its TLS client certificate, as a trusted proxy forwards it
+    (`server.trusted_proxies`, RFC 9440 `Client-Cert`): `x5t_s256` is the base64url SHA-256 of
+    the certificate's DER, as in RFC 8705's `x5t#S256`."""
+
+    x5t_s256: str
+
+    def __post_init__(self) -> None:
+        if not _X5T_S256.fullmatch(self.x5t_s256):
+            raise ValueError("x5t_s256: must be the unpadded base64url SHA-256 of the certificate (43 characters)")
+
+
 class CallerConfig(_Section):
-    """A PEP, AS or operator allowed to call the APIs with a static API key (stored hashed).
+    """A PEP, AS or operator allowed to call the APIs, with exactly one credential: a static API
+    key (`key_sha256`, stored hashed), bearer JWTs from an issuer (`jwt`), or a TLS client
+    certificate (`mtls`).
 
     Scopes: `evaluate` (AuthZEN APIs), `explain` (policy ids in denials), `request` (submit
     access requests and read their status), `cancel` (cancel them: a separate right, AR-91),
@@ -100,7 +148,9 @@ class CallerConfig(_Section):
     submit, read and cancel (AR-90, AR-91); empty: any subject."""
 
     name: str
-    key_sha256: str
+    key_sha256: str = ""
+    jwt: JwtCredential | None = None
+    mtls: MtlsCredential | None = None
     scopes: list[CallerScope] = msgspec.field(default_factory=lambda: ["evaluate"])
     subjects: list[SubjectPattern] = msgspec.field(default_factory=list)
     # Completion callbacks (ARAP §13): the endpoints registered for this caller (exact URIs, or
@@ -110,6 +160,12 @@ class CallerConfig(_Section):
     # The caller authenticates the actors it names in `client.actor` itself (e.g. an AS that
     # validated an RFC 8693 token with `act` claims). Others may not claim actors (AR-92).
     vouches_for_actors: bool = False
+
+    def __post_init__(self) -> None:
+        given = [kind for kind, value in (("key_sha256", self.key_sha256), ("jwt", self.jwt), ("mtls", self.mtls)) if value]
+        if len(given) != 1:
+            what = f"not {' and '.join(given)} together" if given else "none is configured"
+            raise ValueError(f"caller {self.name!r}: give exactly one credential, key_sha256, jwt or mtls ({what})")
 
 
 class EntityRef(_Section):
@@ -298,8 +354,9 @@ def _check(config: Config) -> None:
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
     for section, entries in (("callers", config.callers), ("reviewers", config.reviewers)):
         for index, entry in enumerate(entries):
-            if not re.fullmatch(r"[0-9a-f]{64}", entry.key_sha256):
+            if (section == "reviewers" or entry.key_sha256) and not re.fullmatch(r"[0-9a-f]{64}", entry.key_sha256):
                 raise ConfigError(f"{section}[{index}].key_sha256: must be 64 lowercase hex characters")
+    _check_callers(config)
     ars = config.access_requests
     if not 0 <= ars.clock_skew <= 60:
         raise ConfigError("access_requests.clock_skew: must be between 0 and 60 seconds (AR-14)")
@@ -324,3 +381,32 @@ def _check(config: Config) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"access_requests.callback_allow_networks[{index}]: {network!r} is not a CIDR") from None
+
+
+def _check_callers(config: Config) -> None:
+    """Callers' JWT identities and certificates are unambiguous; mTLS needs a trusted proxy."""
+    for index, network in enumerate(config.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies[{index}]: {network!r} is not an address or CIDR") from None
+    jwt_identities: set[tuple[str, str]] = set()
+    key_sets: dict[str, tuple[str, str]] = {}
+    thumbprints: set[str] = set()
+    for index, caller in enumerate(config.callers):
+        if caller.jwt is not None:
+            jwt = caller.jwt
+            if (jwt.issuer, jwt.subject) in jwt_identities:
+                raise ConfigError(f"callers[{index}].jwt: another caller is subject {jwt.subject!r} of {jwt.issuer!r}")
+            jwt_identities.add((jwt.issuer, jwt.subject))
+            if key_sets.setdefault(jwt.issuer, (jwt.jwks_uri, jwt.ca_file)) != (jwt.jwks_uri, jwt.ca_file):
+                raise ConfigError(f"callers[{index}].jwt: callers of issuer {jwt.issuer!r} must name the same jwks_uri and ca_file")
+        if caller.mtls is not None:
+            if not config.server.trusted_proxies:
+                raise ConfigError(
+                    f"callers[{index}].mtls: set server.trusted_proxies, the TLS-terminating proxies that forward "
+                    "client certificates (RFC 9440 Client-Cert)"
+                )
+            if caller.mtls.x5t_s256 in thumbprints:
+                raise ConfigError(f"callers[{index}].mtls: another caller has this certificate")
+            thumbprints.add(caller.mtls.x5t_s256)

@@ -65,9 +65,23 @@ async def decode_json_body(request: Request[Any, Any, Any], type_: type[T]) -> T
 
 
 def authenticate(request: Request[Any, Any, Any], scope: Scope) -> Caller:
+    """The caller of `request` allowed to use `scope`, or AuthError. A bearer JWT's keys were
+    loaded by `prepare_caller`, the application's before-request hook."""
     authenticator: Authenticator = request.app.state.authenticator
     client = request.client.host if request.client else None
-    return authenticator.authenticate(request.headers.get("authorization"), client, scope)
+    client_cert = None
+    if authenticator.uses_mtls:
+        values = request.headers.getall("client-cert", [])
+        client_cert = (values[0] if len(values) == 1 else "") if values else None
+    return authenticator.authenticate(request.headers.get("authorization"), client, scope, client_cert)
+
+
+async def prepare_caller(request: Request[Any, Any, Any]) -> None:
+    """Before-request hook: load the JWK Set a caller's bearer JWT needs (Authenticator.prepare),
+    so that the synchronous `authenticate` in the handler can verify it."""
+    authenticator: Authenticator = request.app.state.authenticator
+    if authenticator.uses_jwt:
+        await authenticator.prepare(request.headers.get("authorization"))
 
 
 class JsonPost(NamedTuple):
@@ -111,16 +125,20 @@ def json_post(path: str, *, name: str, requires: Scope) -> Callable[[JsonHandler
         async def endpoint(scope: Any, receive: Any, send: Any) -> None:
             if scope["method"] != "POST":
                 raise HTTPException(status_code=405, detail="use POST", headers={"Allow": "POST"})
-            authorization = content_type = None
+            authorization = content_type = client_cert = None
             for key, value in scope["headers"]:
                 if key == b"authorization":
                     authorization = value.decode("latin-1")
                 elif key == b"content-type":
                     content_type = value.decode("latin-1")
+                elif key == b"client-cert":  # RFC 9440; sent twice: "" (refused)
+                    client_cert = "" if client_cert is not None else value.decode("latin-1")
             app: Litestar = scope["litestar_app"]
             client = scope.get("client")
             authenticator: Authenticator = app.state.authenticator
-            caller = authenticator.authenticate(authorization, client[0] if client else None, requires)
+            if authenticator.uses_jwt:
+                await authenticator.prepare(authorization)
+            caller = authenticator.authenticate(authorization, client[0] if client else None, requires, client_cert)
             body = await _read_body(receive, app.state.config.server.max_body_bytes)
             payload = await handler(JsonPost(app, caller, content_type, body))
             await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS + [(b"content-length", str(len(payload)).encode())]})

@@ -120,7 +120,7 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "AROP", "version": VERSION, "description": "AuthZEN Authorization API 1.0 PDP, ARAP Access Request Service, AROP AS-facing sidecar, reviewer and admin APIs"},
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key configured in [[callers]]"}}},
+        "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "A caller credential configured in [[callers]]: an API key, or a JWT from the caller's configured issuer. Callers configured with `mtls` present a TLS client certificate to a trusted proxy instead (RFC 9440 Client-Cert)"}}},
     }
 
 

@@ -90,6 +90,22 @@ def test_serve_refuses_public_bind_without_callers() -> None:
     assert "refusing to listen on 0.0.0.0 without caller credentials" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "credential",
+    [
+        'jwt = { issuer = "https://idp.example", jwks_uri = "https://idp.example/jwks", audience = "https://pdp.example", subject = "as" }',
+        'mtls = { x5t_s256 = "' + "A" * 43 + '" }',
+    ],
+)
+def test_serve_counts_jwt_and_mtls_callers_as_caller_credentials(tmp_path: Path, credential: str) -> None:
+    """DESIGN.md §3: past the caller check (the bundle, checked next, is missing on purpose)."""
+    config = tmp_path / "arop.toml"
+    config.write_text(f'[server]\ntrusted_proxies = ["10.0.0.1"]\n\n[[callers]]\nname = "as"\n{credential}\n')
+    result = arop("serve", "--host", "0.0.0.0", "--port", "1", "--config", str(config), "--bundle", str(tmp_path / "absent"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "refusing to listen" not in result.stderr and "bundle" in result.stderr, result.stderr
+
+
 def test_serve_reports_configuration_errors() -> None:
     result = arop("serve", env={"AROP_SERVER__PORT": "nope"})
     assert result.returncode == 2 and "server.port" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_list_override_is_read_as_toml() -> None:
         ({"AROP_SERVER__PORT": "70000"}, "server.port: must be between 1 and 65535"),
         ({"AROP_STORE__URL": "mysql://x"}, "store.url: must start with sqlite:// or postgresql://"),
         ({"AROP_SERVER__PUBLIC_URL": "https://x/?q=1"}, "server.public_url: must be an absolute http(s) URL without query or fragment"),
-        ({"AROP_CALLERS": '[{name = "x"}]'}, "callers[0].key_sha256: required key is missing"),
+        ({"AROP_CALLERS": '[{name = "x"}]'}, "callers[0]: caller 'x': give exactly one credential, key_sha256, jwt or mtls (none is configured)"),
         ({"AROP_CALLERS": '[{name = "x", key_sha256 = "short"}]'}, "callers[0].key_sha256: must be 64 lowercase hex characters"),
         ({"AROP_CALLERS": f'[{{name = "x", key_sha256 = "{"a" * 64}", scopes = ["root"]}}]'}, "callers[0].scopes[0]: Invalid enum value 'root'"),
         ({"AROP_SERVER__": "1"}, "AROP_SERVER__: malformed override (use AROP_SECTION__KEY)"),
@@ -58,6 +59,59 @@ def test_errors_name_the_bad_key(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(environ=environ)
     assert str(error.value) == message
+
+
+CERT = 'mtls = {x5t_s256 = "' + "A" * 43 + '"}'
+
+
+def jwt(**members: object) -> str:
+    """A caller's `jwt` inline table: a valid one, with `members` replaced or added."""
+    values: dict[str, object] = {"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks", "audience": "https://pdp.example", "subject": "as"}
+    values.update(members)
+    return "jwt = {" + ", ".join(f"{name} = {json.dumps(value)}" for name, value in values.items()) + "}"
+
+
+def test_callers_with_jwt_or_mtls_credentials() -> None:
+    config = load_config(environ={
+        "AROP_SERVER__TRUSTED_PROXIES": '["127.0.0.1", "10.0.0.0/8"]',
+        "AROP_CALLERS": f'[{{name = "as", {jwt()}, scopes = ["oauth"]}}, {{name = "pep", {CERT}}}]',
+    })
+    as_caller, pep = config.callers
+    assert as_caller.jwt is not None and as_caller.jwt.subject == "as"
+    assert "RS256" in as_caller.jwt.algorithms and "HS256" not in as_caller.jwt.algorithms
+    assert pep.mtls is not None and pep.key_sha256 == ""
+
+
+ALGORITHMS = "ES256, ES384, ES512, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA"
+
+
+@pytest.mark.parametrize(
+    ("callers", "message"),
+    [
+        (f'[{{name = "x", key_sha256 = "{"a" * 64}", {jwt()}}}]', "callers[0]: caller 'x': give exactly one credential, key_sha256, jwt or mtls (not key_sha256 and jwt together)"),
+        (f'[{{name = "x", {jwt()}, {CERT}}}]', "callers[0]: caller 'x': give exactly one credential, key_sha256, jwt or mtls (not jwt and mtls together)"),
+        (f'[{{name = "x", {jwt(jwks_uri="http://idp.example/jwks")}}}]', "callers[0].jwt: jwks_uri: must be an https URL"),
+        (f'[{{name = "x", {jwt(algorithms=["HS256", "ES256"])}}}]', f"callers[0].jwt: algorithms: one or more of {ALGORITHMS}, not HS256"),
+        (f'[{{name = "x", {jwt(algorithms=["none"])}}}]', f"callers[0].jwt: algorithms: one or more of {ALGORITHMS}, not none"),
+        (f'[{{name = "x", {jwt(algorithms=[])}}}]', f"callers[0].jwt: algorithms: one or more of {ALGORITHMS}"),
+        (f'[{{name = "x", {jwt(subject="")}}}]', "callers[0].jwt: subject: must not be empty"),
+        (f'[{{name = "x", {jwt()}}}, {{name = "y", {jwt()}}}]', "callers[1].jwt: another caller is subject 'as' of 'https://idp.example'"),
+        (f'[{{name = "x", {jwt()}}}, {{name = "y", {jwt(subject="y", jwks_uri="https://idp.example/other")}}}]',
+         "callers[1].jwt: callers of issuer 'https://idp.example' must name the same jwks_uri and ca_file"),
+        ('[{name = "x", mtls = {x5t_s256 = "abc"}}]', "callers[0].mtls: x5t_s256: must be the unpadded base64url SHA-256 of the certificate (43 characters)"),
+        (f'[{{name = "x", {CERT}}}]', "callers[0].mtls: set server.trusted_proxies, the TLS-terminating proxies that forward client certificates (RFC 9440 Client-Cert)"),
+    ],
+)
+def test_caller_credential_errors(callers: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(environ={"AROP_CALLERS": callers})
+    assert str(error.value) == message
+
+
+def test_trusted_proxies_are_addresses_or_cidrs() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(environ={"AROP_SERVER__TRUSTED_PROXIES": '["proxy.internal"]'})
+    assert str(error.value) == "server.trusted_proxies[0]: 'proxy.internal' is not an address or CIDR"
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
