@@ -17,7 +17,8 @@ from profiles.arop.model import DecideRequest, Sender
 from profiles.arop.requested import Requested
 
 _REQUEST_KEY = "arop-dedup-request-v1"
-_TXN_KEY = "arop-dedup-txn-v1"
+_TXN_KEY = "arop-dedup-txn-v2"
+_PRESENTER = "arop-txn-presenter-v1"
 
 
 def _digest(parts: list[Any]) -> str:
@@ -58,13 +59,15 @@ def _sorted_details(requested: Requested) -> list[str]:
         raise OAuthFailure(INVALID_AUTHORIZATION_DETAILS, "authorization_details has no canonical JSON form") from None
 
 
-def request_dedup_key(request: DecideRequest, requested: Requested) -> str:
-    """§6, D-6: client_id ∥ binding ∥ key thumbprint ∥ principal ∥ sorted JCS details ∥ sorted
-    scope tokens ∥ sorted resources. The principal is the subject's type and id with the acting
-    chain (`act`): another agent acting for the same user is another request (D-AROP-6)."""
+def request_dedup_key(request: DecideRequest, requested: Requested, *, authority: str) -> str:
+    """§6, D-6: AS ∥ client_id ∥ binding ∥ key thumbprint ∥ principal ∥ sorted JCS details ∥
+    sorted scope tokens ∥ sorted resources. The principal is the subject's type and id with the
+    acting chain (`act`): another agent acting for the same user is another request (D-AROP-6).
+    `authority`, the AS, scopes the client id (D-AROP-29)."""
     return _digest(
         [
             _REQUEST_KEY,
+            authority,
             request.client.id,
             request.binding,
             thumbprint(request.sender),
@@ -77,9 +80,16 @@ def request_dedup_key(request: DecideRequest, requested: Requested) -> str:
     )
 
 
-def txn_dedup_key(client_id: str, iss: str, txn: str) -> str:
-    """§6, OP-60: client_id ∥ challenge `iss` ∥ `txn`: one access request per transaction."""
-    return _digest([_TXN_KEY, client_id, iss, txn])
+def presenter(request: DecideRequest, *, authority: str) -> str:
+    """Who presents a transaction challenge (OP-60, TX-43, D-AROP-29): the AS, the client, its
+    authentication method and its key. A `txn` belongs to its first presenter; the same client
+    with another key or method is another presenter, as it could not redeem the handle anyway."""
+    return _digest([_PRESENTER, authority, request.client.id, request.client.auth_method, thumbprint(request.sender)])
+
+
+def txn_dedup_key(presenter: str, iss: str, txn: str) -> str:
+    """§6, OP-60: presenter ∥ challenge `iss` ∥ `txn`: one access request per transaction."""
+    return _digest([_TXN_KEY, presenter, iss, txn])
 
 
 def idempotency_key(dedup_key: str, resolved_before: int) -> str:

@@ -146,11 +146,13 @@ def build_grant(
 
 
 class GrantRecord(msgspec.Struct, frozen=True):
-    """OP-37: what is persisted with an issued grant so later uses stay inside it. The client,
-    method and key are the origination ones (OP-62); `approved_until` the earliest approval
-    bound (None: standing access); `single_use` for approvals that must not be reused."""
+    """OP-37: what is persisted with an issued grant so later uses stay inside it. The AS,
+    client, method and key are the origination ones (OP-62, D-AROP-29); `approved_until` the
+    earliest approval bound (None: standing access); `single_use` for approvals that must not be
+    reused."""
 
     grant: Grant
+    authority: str
     client_id: str
     auth_method: str
     sender: Sender
@@ -158,7 +160,7 @@ class GrantRecord(msgspec.Struct, frozen=True):
     single_use: bool = False
 
 
-def check_refresh(record: GrantRecord, request: RefreshCheckRequest, *, now: datetime, policy: GrantPolicy) -> Grant:
+def check_refresh(record: GrantRecord, request: RefreshCheckRequest, *, authority: str, now: datetime, policy: GrantPolicy) -> Grant:
     """OP-35, OP-36: a refresh only where one was allowed, before the refresh bound and the
     approval's end; the new access token is narrowed as asked and bounded again. The refresh
     bound is carried over, never extended. Refusals are invalid_grant (PDP re-evaluation
@@ -166,16 +168,16 @@ def check_refresh(record: GrantRecord, request: RefreshCheckRequest, *, now: dat
     if not record.grant.refresh_allowed:
         raise OAuthFailure(INVALID_GRANT)
     refresh_end = record.grant.refresh_expires_at
-    return _reissue(record, request, now=now, policy=policy, ends=[refresh_end] if refresh_end else [])
+    return _reissue(record, request, authority=authority, now=now, policy=policy, ends=[refresh_end] if refresh_end else [])
 
 
-def check_exchange(record: GrantRecord, request: ExchangeCheckRequest, *, now: datetime, policy: GrantPolicy) -> Grant:
+def check_exchange(record: GrantRecord, request: ExchangeCheckRequest, *, authority: str, now: datetime, policy: GrantPolicy) -> Grant:
     """OP-35, TX-47, D-AROP-14: a token exchange stays inside the grant: same client and key,
     not after the approval, not broader; a single-use (e.g. txn) grant is never exchanged. The
     output carries no refresh of its own: continued access goes through the original grant."""
     if record.single_use:
         raise OAuthFailure(INVALID_GRANT)
-    grant = _reissue(record, request, now=now, policy=policy, ends=[])
+    grant = _reissue(record, request, authority=authority, now=now, policy=policy, ends=[])
     return msgspec.structs.replace(grant, refresh_allowed=False, refresh_expires_at=None)
 
 
@@ -183,14 +185,15 @@ def _reissue(
     record: GrantRecord,
     request: RefreshCheckRequest | ExchangeCheckRequest,
     *,
+    authority: str,
     now: datetime,
     policy: GrantPolicy,
     ends: list[str],
 ) -> Grant:
-    """The checks refresh and exchange share (OP-35, OP-62), in order: owner, then time
-    (approval and `ends`), then the narrowing, then the new lifetime."""
-    owner = (record.client_id, record.auth_method, record.sender)
-    if owner != (request.client_id, request.auth_method, request.sender):
+    """The checks refresh and exchange share (OP-35, OP-62), in order: owner (the AS too,
+    D-AROP-29), then time (approval and `ends`), then the narrowing, then the new lifetime."""
+    owner = (record.authority, record.client_id, record.auth_method, record.sender)
+    if owner != (authority, request.client_id, request.auth_method, request.sender):
         raise OAuthFailure(INVALID_GRANT)
     bounds = [parse_instant(text) for text in [*ends, *([record.approved_until] if record.approved_until else [])]]
     if any(now >= bound for bound in bounds):

@@ -8,7 +8,6 @@ checked against the client, authentication method and key recorded at originatio
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 import secrets
 from datetime import datetime, timedelta
@@ -51,14 +50,10 @@ def new_handle() -> str:
 
 
 def handle_digest(handle: str) -> str:
-    """OP-27: the stored form of a handle, SHA-256 hex. A leaked store yields no usable handle
-    (answering a deduplicated request with the same handle: D-AROP-18)."""
+    """OP-27: the stored form of a handle, SHA-256 hex, and the store key every lookup uses: the
+    handle itself is never compared, so there is nothing to time; a leaked store yields no usable
+    handle (answering a deduplicated request with the same handle: D-AROP-18)."""
     return hashlib.sha256(handle.encode("utf-8")).hexdigest()
-
-
-def handle_matches(handle: str, digest: str) -> bool:
-    """OP-27: does `handle` hash to the stored `digest`? Constant time in the digest."""
-    return hmac.compare_digest(handle_digest(handle), digest)
 
 
 class HandleState(StrEnum):
@@ -173,8 +168,11 @@ def _error(code: str) -> OAuthError:
 
 class HandleOwner(msgspec.Struct, frozen=True):
     """OP-62: recorded at origination and compared on every later use, never against the
-    client's current metadata. `delivery_mode` is set for CIBA handles."""
+    client's current metadata. `authority` is the AS (the sidecar caller) the client belongs
+    to: client ids are an AS's own namespace, so one AS never uses another's handles (D-AROP-29).
+    `delivery_mode` is set for CIBA handles."""
 
+    authority: str
     binding: Binding
     client_id: str
     auth_method: str
@@ -182,9 +180,10 @@ class HandleOwner(msgspec.Struct, frozen=True):
     delivery_mode: DeliveryMode | None = None
 
 
-def owner_of(request: DecideRequest) -> HandleOwner:
-    """The binding, client, authentication method and key a new handle is bound to (OP-24)."""
+def owner_of(request: DecideRequest, *, authority: str) -> HandleOwner:
+    """The AS, binding, client, authentication method and key a new handle is bound to (OP-24)."""
     return HandleOwner(
+        authority=authority,
         binding=request.binding,
         client_id=request.client.id,
         auth_method=request.client.auth_method,
@@ -193,23 +192,23 @@ def owner_of(request: DecideRequest) -> HandleOwner:
     )
 
 
-def _same_owner(owner: HandleOwner, client_id: str, auth_method: str, sender: Sender) -> bool:
-    return (owner.client_id, owner.auth_method, owner.sender) == (client_id, auth_method, sender)
+def _same_owner(owner: HandleOwner, authority: str, client_id: str, auth_method: str, sender: Sender) -> bool:
+    return (owner.authority, owner.client_id, owner.auth_method, owner.sender) == (authority, client_id, auth_method, sender)
 
 
-def check_redeemer(owner: HandleOwner, request: RedeemRequest) -> None:
-    """OP-24, OP-61, OP-62, OP-64, TX-39: only the originating client, authenticated the same
-    way and proving the same key, at the handle's own binding; anything else is invalid_grant,
+def check_redeemer(owner: HandleOwner, request: RedeemRequest, *, authority: str) -> None:
+    """OP-24, OP-61, OP-62, OP-64, TX-39: only the originating client of the same AS,
+    authenticated the same way and proving the same key, at the handle's own binding; anything else is invalid_grant,
     exactly like an unknown handle. A CIBA push client has nothing to redeem → unauthorized_client
     (TX-24)."""
-    if request.binding != owner.binding or not _same_owner(owner, request.client_id, request.auth_method, request.sender):
+    if request.binding != owner.binding or not _same_owner(owner, authority, request.client_id, request.auth_method, request.sender):
         raise OAuthFailure(INVALID_GRANT)
     if owner.delivery_mode == "push":
         raise OAuthFailure(UNAUTHORIZED_CLIENT, "push mode clients receive tokens at their notification endpoint")
 
 
-def revocation_applies(owner: HandleOwner, request: CancelRequest) -> bool:
+def revocation_applies(owner: HandleOwner, request: CancelRequest, *, authority: str) -> bool:
     """OP-65, OP-66, TX-19: a revocation cancels only a DTR handle of the same client and key;
     otherwise it silently has no effect (200 either way, RFC 7009). The hint only helps the AS
     route the request: RFC 7009 lets it search other token types, so it restricts nothing."""
-    return owner.binding == "dtr" and _same_owner(owner, request.client_id, request.auth_method, request.sender)
+    return owner.binding == "dtr" and _same_owner(owner, authority, request.client_id, request.auth_method, request.sender)

@@ -180,20 +180,22 @@ def jti_memory_until(challenge: VerifiedChallenge, skew: timedelta) -> datetime:
 
 
 class KnownTxn(msgspec.Struct, frozen=True):
-    """What the store knows of a challenge's (`iss`, `txn`): who presented it, still pending?"""
+    """What the store knows of a challenge's (`iss`, `txn`): who presented it (`dedup.presenter`),
+    and is its handle still pending?"""
 
-    client_id: str
+    presenter: str
     pending: bool
 
 
 def admit_challenge(
-    challenge: VerifiedChallenge, *, client_id: str, known: KnownTxn | None, jti_replayed: bool
+    challenge: VerifiedChallenge, *, presenter: str, known: KnownTxn | None, jti_replayed: bool
 ) -> Literal["reuse", "open"]:
-    """TX-43, OP-60, D-AROP-13, in order: a `txn` another client presented → invalid_request; the same
-    client's pending request for this `txn` → reuse its handle (also for a resent identical
+    """TX-43, OP-60, D-AROP-13, in order: a `txn` another presenter (another client, or the same
+    one with another key or method) presented → invalid_request; the same presenter's pending
+    request for this `txn` → reuse its handle (also for a resent identical
     challenge); a challenge (`iss`, `jti`) seen before → invalid_request; else open a new
     access request. `jti_replayed` is the atomic remember-and-test of (`iss`, `jti`)."""
-    if known is not None and known.client_id != client_id:
+    if known is not None and known.presenter != presenter:
         raise _invalid("belongs to another client's transaction")
     if known is not None and known.pending:
         return "reuse"

@@ -51,10 +51,10 @@ def delivery_mode(record: ContinuationHandle) -> DeliveryMode | None:
     return None if not isinstance(ciba, dict) else ciba.get("delivery_mode")
 
 
-async def notification_of(request: DecideRequest, caller: str, seal: HandleSeal) -> dict[str, Any] | None:
-    """What a ping or push handle needs to notify later: mode, the client's endpoint, its
-    notification token sealed (never stored in the clear), and the AS caller (whose secret
-    signs a push)."""
+async def notification_of(request: DecideRequest, seal: HandleSeal) -> dict[str, Any] | None:
+    """What a ping or push handle needs to notify later: mode, the client's endpoint and its
+    notification token sealed (never stored in the clear). The handle's `authority`, the AS
+    caller, is whose secret signs a push."""
     ciba = request.ciba
     if ciba is None or ciba.delivery_mode == "poll":
         return None
@@ -63,7 +63,6 @@ async def notification_of(request: DecideRequest, caller: str, seal: HandleSeal)
         "mode": ciba.delivery_mode,
         "endpoint": ciba.notification_endpoint,
         "token": await seal.seal(ciba.client_notification_token),
-        "caller": caller,
     }
 
 
@@ -110,7 +109,7 @@ def _delivery(record: ContinuationHandle, event: str, endpoint: str, body: dict[
     return CallbackDelivery(
         id="cb_" + secrets.token_urlsafe(16),
         task_id=record.task_id,
-        caller=notification["caller"],
+        caller=record.authority,
         event=event,
         endpoint=endpoint,
         body=body,

@@ -47,7 +47,9 @@ from profiles.arop import handles as rules
 from profiles.arop.ciba import check_backchannel
 from profiles.arop.dedup import (
     idempotency_key,
+    presenter,
     request_dedup_key,
+    txn_dedup_key,
     sender_of,
     thumbprint,
 )
@@ -167,7 +169,7 @@ class SidecarService:
         again), evaluate its operation per the placement, then one access request as for DTR."""
         assert request.transaction_challenge is not None
         challenge = await self.txn.verify(request.transaction_challenge, now)
-        current = await self.txn.admit(challenge, request, now)
+        current = await self.txn.admit(challenge, presenter(request, authority=caller.name), now)
         if current is not None:
             return await self._repeat(caller, current, now)
         requested = challenge.requested()
@@ -175,7 +177,8 @@ class SidecarService:
         choice = self.txn.choose(request, verdicts)
         if choice != "defer":
             return choice
-        return await self._defer(caller, request, requested, evaluated, now, dedup_key=self.txn.dedup_key(challenge, request), challenge=challenge)
+        dedup_key = txn_dedup_key(presenter(request, authority=caller.name), challenge.iss, challenge.txn)
+        return await self._defer(caller, request, requested, evaluated, now, dedup_key=dedup_key, challenge=challenge)
 
     async def _evaluate(self, caller: Caller, requests: Sequence[EvaluationRequest]) -> list[Decision]:
         """Every pair through the PDP's own decision path: a requestable denial gets its
@@ -211,7 +214,7 @@ class SidecarService:
         """OP-16, OP-20, OP-43, D-AROP-5: one access request for the whole request (OP-38),
         bound to a handle; a retry while that handle is pending gets it back. A txn handle
         dedups on client, `iss` and `txn` (`dedup_key`) and records the challenge's (OP-60)."""
-        dedup_key = dedup_key or request_dedup_key(request, requested)
+        dedup_key = dedup_key or request_dedup_key(request, requested, authority=caller.name)
         known = await self.store.handles_for_dedup_key(dedup_key)
         current = next((h for h in known if h.state == "pending" and h.expires_at > now), None)
         if current is not None:
@@ -234,6 +237,7 @@ class SidecarService:
         record = ContinuationHandle(
             handle_digest=rules.handle_digest(handle),
             binding="dtr" if request.binding == "token" else request.binding,  # a token request never defers (OP-17)
+            authority=caller.name,
             client_id=request.client.id,
             client_auth=request.client.auth_method,
             key_thumbprint=thumbprint(request.sender) or None,
@@ -251,7 +255,7 @@ class SidecarService:
             created_at=now,
             updated_at=now,
             sealed_handle=await self.seal.seal(handle),
-            notification=await ciba.notification_of(request, caller.name, self.seal),
+            notification=await ciba.notification_of(request, self.seal),
             txn_issuer=challenge.iss if challenge else None,
             txn=challenge.txn if challenge else None,
         )
@@ -296,7 +300,7 @@ class SidecarService:
             record = await self.store.get_handle(rules.handle_digest(request.handle))
             if record is None:
                 raise OAuthFailure(INVALID_GRANT)
-            rules.check_redeemer(_owner(record), request)
+            rules.check_redeemer(_owner(record), request, authority=caller.name)
             answer = await self._redeem(caller, record, now)
         except OAuthFailure as failure:
             answer = failure.response()
@@ -373,6 +377,7 @@ class SidecarService:
         issued = IssuedGrant(
             grant_id=grant_id,
             handle_digest=record.handle_digest,
+            authority=record.authority,
             client_id=record.client_id,
             client_auth=record.client_auth,
             key_thumbprint=record.key_thumbprint,
@@ -401,8 +406,11 @@ class SidecarService:
 
     async def _write(self, changed: ContinuationHandle, record: ContinuationHandle, grants: Sequence[IssuedGrant] = ()) -> bool:
         """A version-checked handle write, with the CIBA notification it causes queued in the
-        same transaction (services/oauth/ciba.py): a resolution is never without its notice."""
-        changed = msgspec.structs.replace(changed, version=record.version + 1)
+        same transaction (services/oauth/ciba.py): a resolution is never without its notice.
+        A handle that leaves PENDING drops its sealed copy: nothing may answer with it again
+        (D-AROP-18), and a copy of the database then holds no handle at all (OP-27)."""
+        sealed = changed.sealed_handle if changed.state == "pending" else None
+        changed = msgspec.structs.replace(changed, version=record.version + 1, sealed_handle=sealed)
         callbacks: list[CallbackDelivery] = []
         if ciba.awaits_notice(record):
             callbacks = ciba.notifications(
@@ -417,7 +425,7 @@ class SidecarService:
         """OP-65, OP-48, TX-19: a DTR revocation by the handle's client and key cancels the ARS
         task and the handle; anything else has no effect. RFC 7009: 200 either way."""
         record = await self.store.get_handle(rules.handle_digest(request.token))
-        applies = record is not None and rules.revocation_applies(_owner(record), request)
+        applies = record is not None and rules.revocation_applies(_owner(record), request, authority=caller.name)
         if record is not None and applies and record.state == "pending":
             await self._cancel_task(caller, record, now)
             for _ in range(MAX_ATTEMPTS):
@@ -490,8 +498,7 @@ class SidecarService:
         return False
 
     def _as_caller(self, worker: Caller, record: ContinuationHandle | None) -> Caller:
-        name = ((record.notification or {}) if record else {}).get("caller")
-        configured = next((c for c in self.config.callers if c.name == name), None)
+        configured = next((c for c in self.config.callers if record is not None and c.name == record.authority), None)
         if configured is None:
             return worker
         return Caller(configured.name, frozenset(configured.scopes), tuple((p.type, p.id) for p in configured.subjects))
@@ -515,13 +522,14 @@ class SidecarService:
                 raise OAuthFailure(INVALID_GRANT)
             record = GrantRecord(
                 grant=msgspec.convert(issued.grant, Grant),
+                authority=issued.authority,
                 client_id=issued.client_id,
                 auth_method=issued.client_auth,
                 sender=sender_of(issued.key_thumbprint),
                 approved_until=format_instant(issued.approved_until),
                 single_use=issued.single_use,
             )
-            grant = check(record, request, now=now, policy=self.policy)
+            grant = check(record, request, authority=caller.name, now=now, policy=self.policy)
             handle = await self.store.get_handle(issued.handle_digest)
             if handle is None:
                 raise OAuthFailure(INVALID_GRANT)
@@ -621,7 +629,7 @@ def _submission(requestable: Sequence[tuple[Pair, EvaluationRequest, Decision]])
 def _owner(record: ContinuationHandle) -> HandleOwner:
     """OP-62: the binding, client, method and key recorded at origination."""
     return HandleOwner(
-        binding=record.binding, client_id=record.client_id, auth_method=record.client_auth, sender=sender_of(record.key_thumbprint),
+        authority=record.authority, binding=record.binding, client_id=record.client_id, auth_method=record.client_auth, sender=sender_of(record.key_thumbprint),
         delivery_mode=ciba.delivery_mode(record),
     )
 

@@ -69,25 +69,21 @@ class TxnChallenges:
         resolver = await self.keys.resolver(token)
         return verify_challenge(token, resolve_key=resolver, audience=self.audience or "urn:arop:no-issuer", now=now, skew=self.skew)
 
-    async def admit(self, challenge: VerifiedChallenge, request: DecideRequest, now: datetime) -> ContinuationHandle | None:
-        """TX-43, OP-60, D-AROP-13: the same client's pending handle for this (`iss`, `txn`)
-        to answer with again, None to open a new access request, or OAuthFailure
-        (invalid_request) for another client's `txn` or a replayed `jti`. Both memories are
-        atomic store claims, so of two clients racing for one `txn` exactly one owns it."""
-        client_id = request.client.id
+    async def admit(self, challenge: VerifiedChallenge, presenter: str, now: datetime) -> ContinuationHandle | None:
+        """TX-43, OP-60, D-AROP-13: the same presenter's (`dedup.presenter`) pending handle for
+        this (`iss`, `txn`) to answer with again, None to open a new access request, or
+        OAuthFailure (invalid_request) for another presenter's `txn` or a replayed `jti`. Both
+        memories are atomic store claims, so of two presenters racing for one `txn` exactly one
+        owns it."""
         owner_until = max(jti_memory_until(challenge, self.skew), now + self.txn_tail)
-        owns = await self.store.claim_token_id(_digest(_TXN_OWNER, challenge.iss, challenge.txn), _digest("", client_id), owner_until, now)
-        handles = await self.store.handles_for_dedup_key(txn_dedup_key(client_id, challenge.iss, challenge.txn)) if owns else []
+        owns = await self.store.claim_token_id(_digest(_TXN_OWNER, challenge.iss, challenge.txn), presenter, owner_until, now)
+        handles = await self.store.handles_for_dedup_key(txn_dedup_key(presenter, challenge.iss, challenge.txn)) if owns else []
         current = next((h for h in handles if h.state == "pending" and h.expires_at > now), None)
         fresh = await self.store.claim_token_id(_digest(_TXN_JTI, challenge.iss, challenge.jti), None, jti_memory_until(challenge, self.skew), now)
-        known = KnownTxn(client_id=client_id, pending=current is not None) if owns else KnownTxn(client_id="\0another client", pending=False)
-        if admit_challenge(challenge, client_id=client_id, known=known, jti_replayed=not fresh) == "reuse":
+        known = KnownTxn(presenter=presenter, pending=current is not None) if owns else KnownTxn(presenter="\0another presenter", pending=False)
+        if admit_challenge(challenge, presenter=presenter, known=known, jti_replayed=not fresh) == "reuse":
             return current
         return None
-
-    @staticmethod
-    def dedup_key(challenge: VerifiedChallenge, request: DecideRequest) -> str:
-        return txn_dedup_key(request.client.id, challenge.iss, challenge.txn)
 
     @staticmethod
     def context(challenge: VerifiedChallenge) -> dict[str, Any]:

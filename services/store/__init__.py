@@ -21,7 +21,6 @@ from services.store.records import (
     TaskCreation,
     TaskItem,
     TaskRecord,
-    digest_handle,
 )
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "TaskItem",
     "TaskRecord",
     "create_store",
-    "digest_handle",
 ]
 
 _SQLITE_PREFIX = "sqlite:///"

@@ -206,7 +206,7 @@ def check_digest(handle_digest: str) -> None:
     """Refuse a handle key that is not a SHA-256 hex digest: most likely the handle itself, which
     must never be stored (OP-27)."""
     if not _SHA256_HEX.fullmatch(handle_digest):
-        raise ValueError("handle_digest must be the SHA-256 hex digest of the handle (digest_handle)")
+        raise ValueError("handle_digest must be the SHA-256 hex digest of the handle (profiles.arop.handles.handle_digest)")
 
 
 def readable_document(record: msgspec.Struct, decode: Callable[[str], msgspec.Struct]) -> str:

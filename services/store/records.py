@@ -213,13 +213,6 @@ HandleBinding = Literal["dtr", "ciba", "txn"]
 HandleState = Literal["pending", "issued", "denied", "cancelled", "expired"]
 
 
-def digest_handle(handle: str) -> str:
-    """The key a continuation handle is stored under: SHA-256 hex of the handle as the client
-    presents it. The handle itself is never stored (AROP OP-27), so a leaked database cannot be
-    replayed at the token endpoint."""
-    return hashlib.sha256(handle.encode()).hexdigest()
-
-
 class ContinuationHandle(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A continuation handle (DTR `deferral_code`, CIBA `auth_req_id`, txn
     `transaction_authorization_id`) and what redeeming it needs: the client and key it is bound
@@ -227,8 +220,9 @@ class ContinuationHandle(msgspec.Struct, kw_only=True, omit_defaults=True):
     `state` moves from "pending" to one terminal state, which never changes again; `version`
     increases with every change (optimistic concurrency: a redemption happens at most once)."""
 
-    handle_digest: str  # digest_handle(handle)
+    handle_digest: str  # profiles.arop.handles.handle_digest(handle) (OP-27)
     binding: HandleBinding
+    authority: str  # the AS (sidecar caller) whose client this is (D-AROP-29)
     client_id: str
     client_auth: str  # the client authentication method used at origination
     key_thumbprint: str | None = None  # "jkt:<...>" (DPoP) or "x5t#S256:<...>" (mTLS)
@@ -268,6 +262,7 @@ class IssuedGrant(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     grant_id: str  # opaque; the AS keeps it with the refresh token family / token id
     handle_digest: str
+    authority: str  # the AS that minted it (D-AROP-29)
     client_id: str
     client_auth: str = ""  # the client authentication method at origination (OP-62)
     key_thumbprint: str | None = None

@@ -14,12 +14,12 @@ import asyncpg
 import msgspec
 import pytest
 
+from profiles.arop.handles import handle_digest
 from services.store import (
     ContinuationHandle,
     HandleCreation,
     IssuedGrant,
     Store,
-    digest_handle,
 )
 from services.store.migrations import load_migrations
 from tests.store.conftest import OpenStore
@@ -45,8 +45,9 @@ NO_SUCH_TASK = (sqlite3.IntegrityError, asyncpg.ForeignKeyViolationError)
 def handle(name: str = "h1", **changes: object) -> ContinuationHandle:
     """A pending CIBA handle of task t1; `name` stands for the handle the client holds."""
     record = ContinuationHandle(
-        handle_digest=digest_handle(name),
+        handle_digest=handle_digest(name),
         binding="ciba",
+        authority="as-1",
         client_id="agent-42",
         client_auth="private_key_jwt",
         key_thumbprint="jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
@@ -71,7 +72,8 @@ def advanced(record: ContinuationHandle, **changes: object) -> ContinuationHandl
 def grant(grant_id: str = "g1", name: str = "h1", **changes: object) -> IssuedGrant:
     record = IssuedGrant(
         grant_id=grant_id,
-        handle_digest=digest_handle(name),
+        handle_digest=handle_digest(name),
+        authority="as-1",
         client_id="agent-42",
         key_thumbprint="jkt:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
         subject={"type": "user", "id": "bob"},
@@ -117,6 +119,23 @@ def test_migration_0004_exists_for_both_dialects() -> None:
 # -- round trips and refusals ---------------------------------------------------------------
 
 
+
+async def test_migration_0005_every_handle_of_a_dedup_key_is_found_through_an_index(store: Store, store_url: str) -> None:
+    """OP-20: `handles_for_dedup_key` runs on every decide; it must not scan the table."""
+    query = "SELECT document FROM continuation_handles WHERE dedup_key = 'k' ORDER BY handle_digest"
+    if store_url.startswith("sqlite:///"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + query))
+        assert "USING INDEX continuation_handles_dedup_key" in plan, plan
+    else:
+        connection = await asyncpg.connect(store_url)
+        try:
+            await connection.execute("SET enable_seqscan = off")  # an empty table: ask what it could use
+            plan = " ".join(row[0] for row in await connection.fetch("EXPLAIN " + query))
+        finally:
+            await connection.close()
+        assert "continuation_handles_dedup_key" in plan, plan
+
 async def test_handle_round_trips_exactly(store: Store) -> None:
     record = handle(
         principal={"type": "user", "id": "bøb", "properties": TRICKY},
@@ -137,7 +156,7 @@ async def test_handle_round_trips_exactly(store: Store) -> None:
     assert stored.approval == {"id": "a1", "until": None, "n": 1.0} and type(stored.approval["n"]) is float
     assert "absent" not in stored.request and stored.request["null"] is None
     assert stored.key_thumbprint is None
-    assert await store.get_handle(digest_handle("unknown")) is None
+    assert await store.get_handle(handle_digest("unknown")) is None
 
 
 async def test_txn_handle_keeps_its_challenge(store: Store) -> None:
@@ -150,7 +169,7 @@ async def test_txn_handle_keeps_its_challenge(store: Store) -> None:
 async def test_the_handle_itself_is_never_stored(store: Store) -> None:
     """Only a SHA-256 hex digest is accepted as the key (OP-27): passing the handle is refused."""
     await with_task(store)
-    for key in ("Zt8pQ1mW4xR7nV2cK9bL6sD3fG0hJ5aE", digest_handle("h1").upper(), digest_handle("h1")[:-1]):
+    for key in ("Zt8pQ1mW4xR7nV2cK9bL6sD3fG0hJ5aE", handle_digest("h1").upper(), handle_digest("h1")[:-1]):
         with pytest.raises(ValueError, match="SHA-256"):
             await store.create_handle(handle(handle_digest=key), audit=[draft("handle.created")])
     assert await store.list_handles() == []
@@ -180,7 +199,7 @@ async def test_duplicate_digest_and_unknown_task_are_refused(store: Store) -> No
     with pytest.raises(NO_SUCH_TASK):
         await store.create_handle(handle("h2", dedup_key="dk-3", task_id="missing"), audit=[draft("handle.created")])
     assert await store.get_handle(original.handle_digest) == original
-    assert await store.get_handle(digest_handle("h2")) is None
+    assert await store.get_handle(handle_digest("h2")) is None
     assert await store.audit_events() == []
 
 
@@ -220,7 +239,7 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
         )
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.list_handles(expires_before=naive)
-    assert await store.get_handle(digest_handle("h2")) is None
+    assert await store.get_handle(handle_digest("h2")) is None
     assert await store.get_handle(original.handle_digest) == original
     assert await store.get_grant("g1") is None
 
@@ -236,11 +255,11 @@ async def test_a_pending_unexpired_handle_is_returned_instead_of_a_new_one(store
         audit=[draft("handle.created")],
     )
     assert again == HandleCreation(first, False)
-    assert await store.get_handle(digest_handle("h2")) is None
+    assert await store.get_handle(handle_digest("h2")) is None
     assert await store.audit_events() == []  # nothing written
     # Another dedup key (another client, key, request...) gets its own handle.
     other = await store.create_handle(handle("h3", dedup_key="dk-2"))
-    assert other.created and other.handle.handle_digest == digest_handle("h3")
+    assert other.created and other.handle.handle_digest == handle_digest("h3")
 
 
 async def test_an_expired_pending_handle_does_not_dedup(store: Store) -> None:

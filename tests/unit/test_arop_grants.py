@@ -65,6 +65,7 @@ def granted(**overrides: Any) -> Grant:
 def record(grant: Grant | None = None, **overrides: Any) -> GrantRecord:
     fields: dict[str, Any] = {
         "grant": grant or granted(),
+        "authority": "as-1",
         "client_id": "agent-42",
         "auth_method": "private_key_jwt",
         "sender": Sender(dpop_jkt=JKT),
@@ -209,7 +210,7 @@ def test_op_36_single_use_approvals_and_policies_without_refresh_get_none(overri
 
 
 def test_op_35_a_refresh_is_bounded_again_and_never_extends_the_refresh_bound() -> None:
-    renewed = check_refresh(record(), refresh(), now=LATER, policy=POLICY)
+    renewed = check_refresh(record(), refresh(), authority="as-1", now=LATER, policy=POLICY)
     assert (renewed.expires_in, renewed.expires_at) == (280, "2026-07-01T09:20:00Z")
     assert renewed.refresh_expires_at == granted().refresh_expires_at
     assert renewed.authorization_details == [FILE] and renewed.cnf == Confirmation(jkt=JKT)
@@ -218,18 +219,18 @@ def test_op_35_a_refresh_is_bounded_again_and_never_extends_the_refresh_bound() 
 @pytest.mark.parametrize("when", [APPROVED_UNTIL, APPROVED_UNTIL + timedelta(minutes=1)])
 def test_op_35_refresh_or_exchange_after_approved_until_is_invalid_grant(when: datetime) -> None:
     """§11.1 trace step 11: refresh at 09:21 → invalid_grant."""
-    refused("invalid_grant", check_refresh, record(), refresh(), now=when, policy=POLICY)
-    refused("invalid_grant", check_exchange, record(), exchange(), now=when, policy=POLICY)
+    refused("invalid_grant", check_refresh, record(), refresh(), authority="as-1", now=when, policy=POLICY)
+    refused("invalid_grant", check_exchange, record(), exchange(), authority="as-1", now=when, policy=POLICY)
 
 
 def test_op_35_refresh_ends_at_its_own_bound_even_for_standing_access() -> None:
     standing = record(granted(approved_until=[]), approved_until=None)
-    assert check_refresh(standing, refresh(), now=LATER, policy=POLICY).expires_in == 900
-    refused("invalid_grant", check_refresh, standing, refresh(), now=APPROVED_AT + timedelta(hours=8), policy=POLICY)
+    assert check_refresh(standing, refresh(), authority="as-1", now=LATER, policy=POLICY).expires_in == 900
+    refused("invalid_grant", check_refresh, standing, refresh(), authority="as-1", now=APPROVED_AT + timedelta(hours=8), policy=POLICY)
 
 
 def test_op_36_no_refresh_where_none_was_allowed() -> None:
-    refused("invalid_grant", check_refresh, record(granted(single_use=True)), refresh(), now=LATER, policy=POLICY)
+    refused("invalid_grant", check_refresh, record(granted(single_use=True)), refresh(), authority="as-1", now=LATER, policy=POLICY)
 
 
 @pytest.mark.parametrize(
@@ -237,16 +238,21 @@ def test_op_36_no_refresh_where_none_was_allowed() -> None:
     [{"client_id": "agent-43"}, {"auth_method": "none"}, {"sender": Sender(dpop_jkt="another-key")}, {"sender": Sender()}],
 )
 def test_op_62_refresh_and_exchange_need_the_origination_client_and_key(mismatch: dict[str, Any]) -> None:
-    refused("invalid_grant", check_refresh, record(), refresh(**mismatch), now=LATER, policy=POLICY)
-    refused("invalid_grant", check_exchange, record(), exchange(**mismatch), now=LATER, policy=POLICY)
+    refused("invalid_grant", check_refresh, record(), refresh(**mismatch), authority="as-1", now=LATER, policy=POLICY)
+    refused("invalid_grant", check_exchange, record(), exchange(**mismatch), authority="as-1", now=LATER, policy=POLICY)
+
+
+def test_d_arop_29_refresh_and_exchange_only_through_the_minting_as() -> None:
+    refused("invalid_grant", check_refresh, record(), refresh(), authority="as-2", now=LATER, policy=POLICY)
+    refused("invalid_grant", check_exchange, record(), exchange(), authority="as-2", now=LATER, policy=POLICY)
 
 
 def test_op_35_refresh_and_exchange_may_narrow() -> None:
     wide = record(granted(approved_until=[APPROVED_UNTIL]))
-    narrowed = check_refresh(wide, refresh(scope="files:read", resource=["https://files.corp.example"]), now=LATER, policy=POLICY)
+    narrowed = check_refresh(wide, refresh(scope="files:read", resource=["https://files.corp.example"]), authority="as-1", now=LATER, policy=POLICY)
     assert (narrowed.scope, narrowed.audience) == ("files:read", ["https://files.corp.example"])
     both = record(msgspec.structs.replace(granted(), authorization_details=[BOTH]))
-    assert check_exchange(both, exchange(authorization_details=[FILE]), now=LATER, policy=POLICY).authorization_details == [FILE]
+    assert check_exchange(both, exchange(authorization_details=[FILE]), authority="as-1", now=LATER, policy=POLICY).authorization_details == [FILE]
 
 
 @pytest.mark.parametrize(
@@ -259,19 +265,19 @@ def test_op_35_refresh_and_exchange_may_narrow() -> None:
     ],
 )
 def test_op_35_refresh_and_exchange_never_widen(ask: dict[str, Any], code: str) -> None:
-    refused(code, check_refresh, record(), refresh(**ask), now=LATER, policy=POLICY)
-    refused(code, check_exchange, record(), exchange(**ask), now=LATER, policy=POLICY)
+    refused(code, check_refresh, record(), refresh(**ask), authority="as-1", now=LATER, policy=POLICY)
+    refused(code, check_exchange, record(), exchange(**ask), authority="as-1", now=LATER, policy=POLICY)
 
 
 def test_op_35_exchange_output_is_bounded_and_carries_no_refresh() -> None:
-    exchanged = check_exchange(record(), exchange(), now=LATER, policy=POLICY)
+    exchanged = check_exchange(record(), exchange(), authority="as-1", now=LATER, policy=POLICY)
     assert (exchanged.expires_in, exchanged.refresh_allowed, exchanged.refresh_expires_at) == (280, False, None)
 
 
 def test_tx_47_a_single_use_grant_is_never_exchanged() -> None:
     request = request_for("txn")
     txn_grant = build_grant(request, CHALLENGE.requested(), now=NOW, policy=POLICY, challenge=CHALLENGE, single_use=True)
-    refused("invalid_grant", check_exchange, record(txn_grant, single_use=True), exchange(), now=NOW + timedelta(seconds=1), policy=POLICY)
+    refused("invalid_grant", check_exchange, record(txn_grant, single_use=True), exchange(), authority="as-1", now=NOW + timedelta(seconds=1), policy=POLICY)
 
 
 def test_s10_requested_from_a_challenge_is_its_details_only() -> None:

@@ -3,6 +3,7 @@ and oauth-transports.md TX-13..TX-15, TX-19, TX-24. Named after the requirement 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,6 @@ from profiles.arop.handles import (
     check_redeemer,
     handle_digest,
     handle_expires_in,
-    handle_matches,
     new_handle,
     owner_of,
     poll,
@@ -33,7 +33,7 @@ from tests.unit.test_arop_profile import JKT, NOW, refused, request_for
 
 EXPIRES = NOW + timedelta(hours=1)
 CREATED = NOW - timedelta(seconds=60)
-OWNER = HandleOwner(binding="dtr", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT))
+OWNER = HandleOwner(authority="as-1", binding="dtr", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT))
 
 
 def answer(state: HandleState = HandleState.PENDING, **overrides: Any) -> PollAnswer:
@@ -80,18 +80,17 @@ def revoke(**overrides: Any) -> CancelRequest:
 # -- generation and storage (OP-22, OP-27) -------------------------------------------------
 
 
-def test_op_22_handles_carry_256_random_bits_in_unpadded_base64url() -> None:
+def test_op_22_tx_10_tx_21_handles_carry_256_random_bits_in_unpadded_base64url() -> None:
     handles = {new_handle() for _ in range(50)}
     assert len(handles) == 50
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", handle) for handle in handles)
 
 
-def test_op_27_only_a_sha256_digest_is_stored_and_compared() -> None:
+def test_op_27_only_a_sha256_digest_is_stored() -> None:
     handle = new_handle()
     digest = handle_digest(handle)
     assert re.fullmatch(r"[0-9a-f]{64}", digest) and handle not in digest
-    assert handle_matches(handle, digest)
-    assert not handle_matches(new_handle(), digest)
+    assert digest == hashlib.sha256(handle.encode()).hexdigest() and handle_digest(new_handle()) != digest
 
 
 # -- the §7 poll table ---------------------------------------------------------------------
@@ -208,12 +207,12 @@ def test_op_20_a_deduplicated_answer_counts_the_same_handle_down() -> None:
 
 
 def test_op_62_the_owner_is_recorded_from_the_originating_request() -> None:
-    assert owner_of(request_for("dtr")) == OWNER
-    assert owner_of(request_for("ciba")).delivery_mode == "poll"
+    assert owner_of(request_for("dtr"), authority="as-1") == OWNER
+    assert owner_of(request_for("ciba"), authority="as-1").delivery_mode == "poll"
 
 
 def test_op_24_the_originating_client_with_the_same_key_may_redeem() -> None:
-    check_redeemer(OWNER, redeem())
+    check_redeemer(OWNER, redeem(), authority="as-1")
 
 
 @pytest.mark.parametrize(
@@ -229,18 +228,18 @@ def test_op_24_the_originating_client_with_the_same_key_may_redeem() -> None:
 )
 def test_op_64_another_client_method_key_or_endpoint_is_invalid_grant(mismatch: dict[str, Any]) -> None:
     """OP-24, OP-61, OP-62, TX-39: indistinguishable from an unknown handle."""
-    failure = refused("invalid_grant", check_redeemer, OWNER, redeem(**mismatch))
+    failure = refused("invalid_grant", check_redeemer, OWNER, redeem(**mismatch), authority="as-1")
     assert failure.description is None
 
 
 def test_tx_24_a_push_client_has_nothing_to_redeem() -> None:
-    push = HandleOwner(binding="ciba", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT), delivery_mode="push")
-    refused("unauthorized_client", check_redeemer, push, redeem(binding="ciba"))
+    push = HandleOwner(authority="as-1", binding="ciba", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT), delivery_mode="push")
+    refused("unauthorized_client", check_redeemer, push, redeem(binding="ciba"), authority="as-1")
 
 
 @pytest.mark.parametrize("hint", ["urn:ietf:params:oauth:token-type:deferral-code", None, "access_token"])
 def test_op_65_a_revocation_by_the_owner_cancels_the_dtr_handle(hint: str | None) -> None:
-    assert revocation_applies(OWNER, revoke(token_type_hint=hint))
+    assert revocation_applies(OWNER, revoke(token_type_hint=hint), authority="as-1")
 
 
 @pytest.mark.parametrize(
@@ -249,15 +248,22 @@ def test_op_65_a_revocation_by_the_owner_cancels_the_dtr_handle(hint: str | None
         (OWNER, {"sender": Sender(dpop_jkt="another-key")}),
         (OWNER, {"client_id": "agent-43"}),
         (OWNER, {"auth_method": "none"}),
-        (HandleOwner(binding="ciba", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT)), {}),
-        (HandleOwner(binding="txn", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT)), {}),
+        (HandleOwner(authority="as-1", binding="ciba", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT)), {}),
+        (HandleOwner(authority="as-1", binding="txn", client_id="agent-42", auth_method="private_key_jwt", sender=Sender(dpop_jkt=JKT)), {}),
     ],
 )
 def test_tx_19_any_other_revocation_silently_has_no_effect(owner: HandleOwner, mismatch: dict[str, Any]) -> None:
     """OP-64 (other key: like an unknown token), OP-66 (CIBA and txn have no cancellation)."""
-    assert not revocation_applies(owner, revoke(**mismatch))
+    assert not revocation_applies(owner, revoke(**mismatch), authority="as-1")
 
 
 def test_op_23_a_handle_alone_authorizes_nothing() -> None:
     with pytest.raises(OAuthFailure):
-        check_redeemer(OWNER, redeem(client_id="someone-with-the-handle", sender=Sender()))
+        check_redeemer(OWNER, redeem(client_id="someone-with-the-handle", sender=Sender()), authority="as-1")
+
+
+def test_d_arop_29_another_as_never_uses_a_handle() -> None:
+    """Client ids are each AS's own namespace: another sidecar caller with the same client id,
+    method and key redeems and revokes nothing."""
+    refused("invalid_grant", check_redeemer, OWNER, redeem(), authority="as-2")
+    assert not revocation_applies(OWNER, revoke(), authority="as-2")

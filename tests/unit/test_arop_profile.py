@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from profiles.arop import dtr
-from profiles.arop.dedup import idempotency_key, request_dedup_key, sender_of, thumbprint, txn_dedup_key
+from profiles.arop.dedup import idempotency_key, presenter, request_dedup_key, sender_of, thumbprint, txn_dedup_key
 from profiles.arop.errors import DEFERRED_PATH_ONLY, OAuthFailure
 from profiles.arop.model import (
     Allow,
@@ -370,8 +370,8 @@ def test_op_40_oauth_toml_problems_name_their_keys(text: str, problem: str) -> N
 # -- dedup (§6, OP-20, OP-60) --------------------------------------------------------------
 
 
-def _key(request: DecideRequest) -> str:
-    return request_dedup_key(request, requested_of(request))
+def _key(request: DecideRequest, authority: str = "as-1") -> str:
+    return request_dedup_key(request, requested_of(request), authority=authority)
 
 
 def test_op_20_the_same_request_has_the_same_key_in_any_order() -> None:
@@ -418,7 +418,19 @@ def test_op_62_the_recorded_thumbprint_names_the_same_key_again(sender: Sender) 
         sender_of("sha1:" + JKT)
 
 
-def test_op_60_txn_key_is_client_issuer_and_txn_with_unambiguous_framing() -> None:
+def test_d_arop_29_another_as_is_another_request() -> None:
+    assert _key(request_for()) != _key(request_for(), authority="as-2")
+
+
+def test_op_60_tx_43_the_presenter_is_the_as_client_method_and_key() -> None:
+    one = presenter(request_for(), authority="as-1")
+    assert one == presenter(request_for(), authority="as-1")
+    assert one != presenter(request_for(), authority="as-2")
+    assert one != presenter(request_for(sender={"dpop_jkt": "another-key"}), authority="as-1")
+    assert one != presenter(request_for(client={"id": "agent-42", "auth_method": "client_secret_basic", "public": False}), authority="as-1")
+
+
+def test_op_60_txn_key_is_presenter_issuer_and_txn_with_unambiguous_framing() -> None:
     key = txn_dedup_key("agent-42", "https://billing.corp.example", "b9f2")
     assert key == txn_dedup_key("agent-42", "https://billing.corp.example", "b9f2")
     assert key != txn_dedup_key("agent-43", "https://billing.corp.example", "b9f2")
@@ -428,7 +440,7 @@ def test_op_60_txn_key_is_client_issuer_and_txn_with_unambiguous_framing() -> No
 
 def test_s6_details_without_a_canonical_form_are_invalid_authorization_details() -> None:
     request = request_for(authorization_details=[{**FILE, "amount": 10**400}])
-    refused("invalid_authorization_details", request_dedup_key, request, requested_of(request))
+    refused("invalid_authorization_details", request_dedup_key, request, requested_of(request), authority="as-1")
 
 
 def test_s6_idempotency_key_is_fresh_after_each_terminal_handle() -> None:

@@ -257,21 +257,21 @@ def test_tx_43_the_jti_is_remembered_until_the_challenge_could_no_longer_be_acce
 
 def test_op_60_the_same_client_presenting_a_pending_txn_reuses_its_handle(key: ECKey) -> None:
     verified = verify(challenge(key), key)
-    pending = KnownTxn(client_id="agent-42", pending=True)
-    assert admit_challenge(verified, client_id="agent-42", known=pending, jti_replayed=True) == "reuse"
-    assert admit_challenge(verified, client_id="agent-42", known=None, jti_replayed=False) == "open"
+    pending = KnownTxn(presenter="agent-42", pending=True)
+    assert admit_challenge(verified, presenter="agent-42", known=pending, jti_replayed=True) == "reuse"
+    assert admit_challenge(verified, presenter="agent-42", known=None, jti_replayed=False) == "open"
 
 
-def test_tx_43_a_known_txn_from_another_client_is_invalid_request(key: ECKey) -> None:
+def test_tx_43_a_known_txn_from_another_presenter_is_invalid_request(key: ECKey) -> None:
     verified = verify(challenge(key), key)
     for pending in (True, False):
-        known = KnownTxn(client_id="agent-7", pending=pending)
-        refused("invalid_request", admit_challenge, verified, client_id="agent-42", known=known, jti_replayed=False)
+        known = KnownTxn(presenter="agent-7", pending=pending)
+        refused("invalid_request", admit_challenge, verified, presenter="agent-42", known=known, jti_replayed=False)
 
 
 def test_tx_43_a_replayed_challenge_is_invalid_request_once_nothing_is_pending(key: ECKey) -> None:
     verified = verify(challenge(key), key)
-    resolved = KnownTxn(client_id="agent-42", pending=False)
-    refused("invalid_request", admit_challenge, verified, client_id="agent-42", known=resolved, jti_replayed=True)
-    refused("invalid_request", admit_challenge, verified, client_id="agent-42", known=None, jti_replayed=True)
-    assert admit_challenge(verified, client_id="agent-42", known=resolved, jti_replayed=False) == "open"
+    resolved = KnownTxn(presenter="agent-42", pending=False)
+    refused("invalid_request", admit_challenge, verified, presenter="agent-42", known=resolved, jti_replayed=True)
+    refused("invalid_request", admit_challenge, verified, presenter="agent-42", known=None, jti_replayed=True)
+    assert admit_challenge(verified, presenter="agent-42", known=resolved, jti_replayed=False) == "open"
