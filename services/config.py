@@ -243,7 +243,8 @@ class OAuthConfig(_Section):
     # Seconds a continuation handle lives at most; its ARS task's expiry may end it sooner (D-5).
     handle_ttl: int = 3600
     # DESIGN.md §5 / D-AROP-4: tell a client that did not opt in that approval is obtainable,
-    # and through which transports it may retry. Off, or an empty list: the plain OP-14 error.
+    # and through which transports it may retry (add "ciba" where the AS serves a backchannel
+    # authentication endpoint). Off, or an empty list: the plain OP-14 error.
     remediation: bool = True
     retry_with: list[RetryTransport] = msgspec.field(default_factory=lambda: ["completion_mode=deferred"])
     # CIBA push mode (OP-51, D-AROP-n "CIBA push goes through the AS"): the AS endpoint the

@@ -12,6 +12,7 @@ import msgspec
 from profiles.arap import model as arap
 from profiles.arap.discovery import ArapMetadata
 from profiles.arop import model as arop
+from profiles.arop.metadata import SidecarMetadata
 from profiles.authzen import model as authzen
 from services.admin import EntitiesBody, UidsBody
 
@@ -46,6 +47,7 @@ WIRE_TYPES: list[tuple[str, Any]] = [
     ("oauth/refresh-check-request", arop.RefreshCheckRequest),
     ("oauth/exchange-check-request", arop.ExchangeCheckRequest),
     ("oauth/grant-check-response", arop.GrantCheckResponse),
+    ("oauth/metadata", SidecarMetadata),
     ("admin/entities", EntitiesBody),
     ("admin/entity-uids", UidsBody),
 ]
@@ -78,6 +80,7 @@ OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/oauth/v1/cancel", "oauthCancel", "AROP sidecar: a deferral-code revocation (RFC 7009: always 200)", arop.CancelRequest, arop.Relay, True),
     ("post", "/oauth/v1/refresh-check", "oauthRefreshCheck", "AROP sidecar: may a token from an approval be refreshed", arop.RefreshCheckRequest, arop.GrantCheckResponse, True),
     ("post", "/oauth/v1/exchange-check", "oauthExchangeCheck", "AROP sidecar: may a token from an approval be exchanged", arop.ExchangeCheckRequest, arop.GrantCheckResponse, True),
+    ("get", "/oauth/v1/metadata", "oauthMetadata", "AROP sidecar: the transports served and the RFC 8414 members the AS advertises for them (OP-12)", None, SidecarMetadata, True),
     ("post", "/admin/v1/approvals/{approval_id}/revoke", "revokeApproval", "Withdraw an approval (ARAP AR-71)", None, ReviewerObject, True),
     ("post", "/admin/v1/entities", "upsertEntities", "Insert or replace entities", EntitiesBody, None, True),
     ("post", "/admin/v1/entities/delete", "deleteEntities", "Delete entities", UidsBody, None, True),

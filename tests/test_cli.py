@@ -162,3 +162,20 @@ def test_audit_verify_detects_an_altered_event(tmp_path: Path) -> None:
     tampered = arop("audit", "verify", env=env)
     assert tampered.returncode == 1
     assert "seq 2" in tampered.stderr and "1 problem(s) in 2 events" in tampered.stderr
+
+
+def test_design_3_every_sidecar_route_is_in_the_openapi_document() -> None:
+    """The AS-facing API is documented whole in schemas/openapi.json (issue: "an OpenAPI for
+    this API in schemas/")."""
+    from services.app import create_app
+    from services.config import load_config
+    from services.schemas import OPERATIONS
+
+    app = create_app(load_config(environ={})).app
+    served = {
+        (method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
+        for route in app.routes if route.path.startswith("/oauth/")
+        for method in getattr(route, "methods", ()) if method not in ("HEAD", "OPTIONS")
+    }
+    documented = {(method, path) for method, path, *_ in OPERATIONS if path.startswith("/oauth/")}
+    assert served and served == documented

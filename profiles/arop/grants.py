@@ -118,7 +118,9 @@ def build_grant(
     """The grant for an allowed request: the full requested set (OP-38; the approval is exact,
     so granted = requested, OP-4/OP-33), bounded by the approval (OP-34: no time left →
     access_denied), bound to the origination key (OP-63), audience-restricted (OP-5). A txn
-    grant carries `txn` and the RS as audience (OP-59, TX-45). Refresh only for a reusable
+    grant carries `txn` and the RS as audience (OP-59, TX-45), and the challenge's `act` as its
+    actor when the AS named none (TX-45 "include equivalent requester context"; the AS's own
+    actor chain, verified by it, wins: D-AROP-30). Refresh only for a reusable
     approval with a refresh policy, bounded likewise; never for txn or single-use (OP-35/36)."""
     expires_in = token_lifetime(now=now, policy=policy, approved_until=approved_until)
     if expires_in <= 0:
@@ -128,7 +130,7 @@ def build_grant(
         refresh_end = min([now + policy.refresh_ttl, *approved_until])
     return Grant(
         subject=request.subject,
-        actor=request.actor,
+        actor=request.actor if request.actor is not None or challenge is None else challenge.act,
         authorization_details=list(requested.authorization_details) or None,
         scope=" ".join(requested.scope) or None,
         audience=audience(requested, challenge),

@@ -5,10 +5,11 @@
     POST /oauth/v1/cancel           a deferral-code revocation          → Relay (always 200)
     POST /oauth/v1/refresh-check    a refresh of a recorded grant       → Allow | OAuthError
     POST /oauth/v1/exchange-check   an exchange of a recorded grant     → Allow | OAuthError
+    GET  /oauth/v1/metadata         what the AS advertises (OP-12)      → SidecarMetadata
 
 Callers are Authorization Servers with the `oauth` scope. Every OAuth outcome is a 200 whose
 body the AS relays as the tagged outcome says (profiles/arop/model.py); a malformed AS request
-is an RFC 9457 problem (400) naming the member (D-AROP-1), a binding not served yet a 501.
+is an RFC 9457 problem (400) naming the member (D-AROP-1).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from litestar import Request, Response, Router, post
+from litestar import Request, Response, Router, get, post
 
 from profiles.arop.model import CancelRequest, DecideRequest, ExchangeCheckRequest, RedeemRequest, RefreshCheckRequest
 from services.auth import Caller
-from services.http import Problem, authenticate, decode_json_body, json_response
-from services.oauth.service import BindingUnavailable, SidecarService
+from services.http import authenticate, decode_json_body, json_response
+from services.oauth.service import SidecarService
 
 AnyRequest = Request[Any, Any, Any]
 T = TypeVar("T")
@@ -60,10 +61,14 @@ ENDPOINTS = [
 ]
 
 
-def on_binding_unavailable(_: AnyRequest, exc: BindingUnavailable) -> Response[bytes]:
-    return Problem(501, "Not Implemented", str(exc)).response()
+
+@get("/oauth/v1/metadata", name="oauth-metadata")
+async def metadata(request: AnyRequest) -> Response[bytes]:
+    """OP-12, TX-37, TX-67: the transports served and the RFC 8414 members the AS publishes
+    for them (it adds its own endpoint for each transport listed)."""
+    authenticate(request, "oauth")
+    service: SidecarService = request.app.state.oauth
+    return json_response(service.metadata())
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {BindingUnavailable: on_binding_unavailable}
-
-router = Router("/", route_handlers=ENDPOINTS)
+router = Router("/", route_handlers=[*ENDPOINTS, metadata])

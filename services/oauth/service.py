@@ -62,6 +62,7 @@ from profiles.arop.grants import (
     check_refresh,
 )
 from profiles.arop.handles import HandleOwner, HandleState
+from profiles.arop.metadata import SidecarMetadata, Transport, as_metadata
 from profiles.arop.model import (
     Allow,
     CancelRequest,
@@ -75,7 +76,6 @@ from profiles.arop.model import (
     RedeemResponse,
     RefreshCheckRequest,
     Relay,
-    RetryWith,
 )
 from profiles.arop.outcomes import PairDecision, Verdict, choose, denial_error, pending
 from profiles.arop.requested import Requested, requested_of
@@ -98,13 +98,6 @@ from services.store.records import (
 
 log = logging.getLogger("arop.oauth")
 MAX_ATTEMPTS = 8  # version-checked handle writes retried before giving up
-BINDINGS_SERVED = frozenset({"token", "dtr", "ciba", "txn"})
-
-
-class BindingUnavailable(Exception):
-    """The binding is valid AROP but not served yet (CIBA, txn): the API answers 501."""
-
-
 class SidecarService:
     def __init__(self, app: Litestar, access_requests: AccessRequestService) -> None:
         self.app = app
@@ -121,11 +114,21 @@ class SidecarService:
         )
         self.txn = TxnChallenges(settings, self.store, timedelta(seconds=self.config.access_requests.clock_skew))
 
+    # -- metadata (§4, OP-12) ---------------------------------------------------------------
+
+    def metadata(self) -> SidecarMetadata:
+        """What the AS advertises: every binding is served, the transaction challenge once
+        this AS has an issuer and recognizes a resource server; push once the AS's push
+        endpoint is configured (OP-51); the RAR types of the current bundle (TX-67)."""
+        settings = self.config.oauth
+        transports: list[Transport] = ["dtr", "ciba", *(["txn"] if settings.issuer and settings.resource_servers else [])]
+        modes = ["poll", "ping", *(["push"] if settings.push_endpoint else [])]
+        types = self.runtime.current().bundle.vocabulary.authorization_details
+        return as_metadata(transports=transports, delivery_modes=modes, details_types=types)
+
     # -- decide (§5, §6, §10, §11.1) -------------------------------------------------------
 
     async def decide(self, caller: Caller, request: DecideRequest, now: datetime) -> DecideResponse:
-        if request.binding not in BINDINGS_SERVED:
-            raise BindingUnavailable(f"the {request.binding} binding is not available yet")
         try:
             answer = await self._decide(caller, request, now)
         except OAuthFailure as failure:
@@ -143,7 +146,8 @@ class SidecarService:
         ciba.check_push(request, self.config.oauth.push_endpoint)
         requested = requested_of(request)
         evaluated, verdicts = await self._judge(caller, request, requested, {})
-        choice = choose(request, verdicts, retry_with=self._retry_with())
+        settings = self.config.oauth
+        choice = choose(request, verdicts, retry_with=settings.retry_with if settings.remediation else [])
         if choice == "allow":
             return Allow(grant=build_grant(request, requested, now=now, policy=self.policy))
         if choice == "defer":
@@ -199,11 +203,6 @@ class SidecarService:
         workflow = self.runtime.current().bundle.workflows.get(hint.get("template", ""))
         return workflow is None or workflow.reveal_to_clients
 
-    def _retry_with(self) -> list[RetryWith]:
-        """DESIGN §5: the transports a client may retry with; ciba once it is served."""
-        settings = self.config.oauth
-        return [t for t in settings.retry_with if t != "ciba"] if settings.remediation else []
-
     async def _defer(
         self, caller: Caller, request: DecideRequest, requested: Requested, evaluated: list[tuple[Pair, EvaluationRequest, Decision]], now: datetime,
         requested_expiry: int | None = None,
@@ -225,7 +224,7 @@ class SidecarService:
         task = await self._submit(caller, _submission([e for _, e in requestable]), key, now)
         if task is None:
             return denial_error(requestable[0][1][0].origin)
-        task_id, task_expires = task
+        task_id, task_expires, task_status = task
         settings = self.config.oauth
         expires_in = rules.handle_expires_in(
             now=now, ttl=timedelta(seconds=settings.handle_ttl), task_expires_at=task_expires, requested_expiry=requested_expiry
@@ -263,6 +262,10 @@ class SidecarService:
         created = await self.store.create_handle(record, audit=[audit])
         if not created.created:
             return await self._repeat(caller, created.handle, now)
+        if task_status == "approved" and record.binding != "ciba":
+            issued = await self._complete_at_once(caller, created.handle, now)
+            if issued is not None:
+                return issued
         return pending(request.binding, handle=handle, expires_in=expires_in, interval=settings.interval, delivery_mode=ciba.delivery_mode(record))
 
     async def _repeat(self, caller: Caller, record: ContinuationHandle, now: datetime) -> DecideResponse:
@@ -275,7 +278,16 @@ class SidecarService:
             delivery_mode=ciba.delivery_mode(record),
         )
 
-    async def _submit(self, caller: Caller, body: dict[str, Any], key: str, now: datetime) -> tuple[str, datetime] | None:
+    async def _complete_at_once(self, caller: Caller, record: ContinuationHandle, now: datetime) -> Allow | None:
+        """TX-7, TX-38 (a), D-9: a workflow that approved on submission (auto-approval) needs no
+        waiting: DTR and the transaction endpoint answer with the token at once, through the same
+        re-evaluation and one-time write as a redemption. CIBA cannot: its backchannel answer is
+        always an `auth_req_id` (TX-21). Anything but a grant leaves the handle to its polls."""
+        task = await self._task(caller, record, now)
+        issued = await self._issue(caller, record, task, now) if _resolution(task) == "approved" else None
+        return issued if isinstance(issued, Allow) else None
+
+    async def _submit(self, caller: Caller, body: dict[str, Any], key: str, now: datetime) -> tuple[str, datetime, str] | None:
         """OP-10, OP-43: the ARAP submission, in-process, as the AS caller. A retry after a
         crash between submission and handle (the same Idempotency-Key with a fresh denial)
         finds the task the key is bound to. Any refusal leaves the access unobtainable."""
@@ -283,18 +295,16 @@ class SidecarService:
             submitted = await self.ars.submit(_as_pep(caller), msgspec.json.encode(body), key, now)
         except DuplicateRequest:
             bound = await self.store.idempotent_task(caller.name, key, now.replace(microsecond=0))
-            return None if bound is None else (bound.task.id, bound.task.expires_at)
+            return None if bound is None else (bound.task.id, bound.task.expires_at, bound.task.status)
         except (ARAPError, Forbidden) as exc:
             log.warning("the access request of a requestable denial was refused", extra={"error": str(exc)})
             return None
         task = submitted.response.task
-        return task.id, parse_instant(task.expires_at) if task.expires_at else now
+        return task.id, parse_instant(task.expires_at) if task.expires_at else now, task.status
 
     # -- redeem (§7, §8, §9) ---------------------------------------------------------------
 
     async def redeem(self, caller: Caller, request: RedeemRequest, now: datetime) -> RedeemResponse:
-        if request.binding not in BINDINGS_SERVED:
-            raise BindingUnavailable(f"the {request.binding} binding is not available yet")
         record = None
         try:
             record = await self.store.get_handle(rules.handle_digest(request.handle))

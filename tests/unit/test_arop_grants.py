@@ -191,6 +191,14 @@ def test_op_59_a_txn_grant_is_for_the_challenging_rs_carries_txn_and_never_refre
     assert (grant.refresh_allowed, grant.refresh_expires_at, grant.grant_id) == (False, None, "g7")
 
 
+def test_tx_45_d_arop_30_the_challenge_act_is_the_actor_unless_the_as_named_one() -> None:
+    unnamed = build_grant(request_for("txn"), CHALLENGE.requested(), now=NOW, policy=POLICY, challenge=CHALLENGE)
+    assert unnamed.actor == {"sub": "agent-42"}
+    named = build_grant(request_for("txn", actor={"sub": "agent-7"}), CHALLENGE.requested(), now=NOW, policy=POLICY, challenge=CHALLENGE)
+    assert named.actor == {"sub": "agent-7"}
+    assert build_grant(request_for("dtr"), requested_of(request_for("dtr")), now=NOW, policy=POLICY).actor is None
+
+
 def test_op_36_refresh_is_bounded_by_the_approval_and_the_policy() -> None:
     grant = granted()
     assert (grant.refresh_allowed, grant.refresh_expires_at) == (True, "2026-07-01T09:20:00Z")
