@@ -368,6 +368,10 @@ def _check(config: Config) -> None:
     for key in ("access_token_ttl", "min_token_lifetime", "interval", "handle_ttl"):
         if getattr(oauth, key) < 1:
             raise ConfigError(f"oauth.{key}: must be at least 1")
+    if oauth.min_token_lifetime > oauth.access_token_ttl:
+        # OP-15, OP-34: no token could ever be issued; standing access would be answered with a
+        # synchronous access_denied, a code reserved for the deferred path.
+        raise ConfigError("oauth.min_token_lifetime: must not exceed oauth.access_token_ttl")
     if oauth.refresh_token_ttl < 0:
         raise ConfigError("oauth.refresh_token_ttl: must be 0 (no refresh tokens) or more")
     if oauth.issuer and not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", oauth.issuer):

@@ -6,6 +6,8 @@ the AS relays (RFC 6749 §5.2, TX-4). Codes are the transports' own (OP-1): noth
 
 from __future__ import annotations
 
+import re
+
 from profiles.arop.model import OAuthError
 
 INVALID_REQUEST = "invalid_request"
@@ -19,6 +21,10 @@ ACCESS_DENIED = "access_denied"
 AUTHORIZATION_PENDING = "authorization_pending"
 SLOW_DOWN = "slow_down"
 EXPIRED_TOKEN = "expired_token"
+
+# TX-4, RFC 6749 §5.2: what error_description may not hold (it is NQSCHAR); OP-72: minimal.
+_NOT_NQSCHAR = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_DESCRIPTION_MAX = 160
 
 DEFERRED_PATH_ONLY = frozenset({AUTHORIZATION_PENDING, SLOW_DOWN, ACCESS_DENIED, EXPIRED_TOKEN})
 """OP-15: codes reserved for the deferred path, never a synchronous answer to a denial."""
@@ -35,4 +41,12 @@ class OAuthFailure(Exception):
         self.status = status
 
     def response(self) -> OAuthError:
-        return OAuthError(status=self.status, error=self.error, error_description=self.description)
+        """TX-4, OP-72: a description may echo request text of any length (a challenge's `iss`
+        or `kid`); whatever is not NQSCHAR becomes `?` and it is cut at 160 characters, so a
+        hostile value can neither break the answer, smuggle quotes into it, nor bloat it."""
+        if self.description is None:
+            return OAuthError(status=self.status, error=self.error)
+        description = _NOT_NQSCHAR.sub("?", self.description)
+        if len(description) > _DESCRIPTION_MAX:
+            description = description[: _DESCRIPTION_MAX - 3] + "..."
+        return OAuthError(status=self.status, error=self.error, error_description=description)

@@ -13,12 +13,15 @@ import re
 import msgspec
 
 from profiles.arap.model import JSONObject
-from profiles.arop.errors import INVALID_SCOPE, OAuthFailure
+from profiles.arop.errors import INVALID_SCOPE, INVALID_TARGET, OAuthFailure
 from profiles.arop.model import DecideRequest
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), tokens separated by one SP.
 _TOKEN = r"[\x21\x23-\x5b\x5d-\x7e]+"
 _SCOPE = re.compile(rf"{_TOKEN}(?: {_TOKEN})*")
+# RFC 8707 §2, TX-68: a resource indicator is an absolute URI (RFC 3986 §4.3: a scheme, no
+# fragment) of printable ASCII.
+_RESOURCE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[!$-~]*")
 
 
 class Requested(msgspec.Struct, frozen=True):
@@ -44,6 +47,13 @@ def scope_tokens(scope: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(scope.split(" ")))
 
 
+def resource_indicators(resource: list[str]) -> tuple[str, ...]:
+    """TX-68: each `resource` an absolute URI without a fragment, else invalid_target."""
+    if not all(_RESOURCE.fullmatch(value) for value in resource):
+        raise OAuthFailure(INVALID_TARGET, "resource must be an absolute URI without a fragment")
+    return tuple(resource)
+
+
 def requested_of(request: DecideRequest) -> Requested:
     """The client's own parameters; a txn request has none (use the verified challenge)."""
     if request.binding == "txn":
@@ -51,5 +61,5 @@ def requested_of(request: DecideRequest) -> Requested:
     return Requested(
         authorization_details=tuple(request.authorization_details or ()),
         scope=scope_tokens(request.scope),
-        resource=tuple(request.resource),
+        resource=resource_indicators(request.resource),
     )

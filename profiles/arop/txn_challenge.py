@@ -80,6 +80,8 @@ class VerifiedChallenge(msgspec.Struct, frozen=True):
 
 
 def _invalid(detail: str) -> OAuthFailure:
+    """D-3: the detail may quote the challenge's own `alg`, `iss` or `kid`; `OAuthFailure.response`
+    keeps what reaches the client short and NQSCHAR (OP-72, TX-4)."""
     return OAuthFailure(INVALID_REQUEST, f"transaction_challenge {detail}")
 
 
