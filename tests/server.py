@@ -107,6 +107,35 @@ def run_server(
             process.wait()
 
 
+class Restartable:
+    """One installation of the service (its configuration, store and port) that a test starts,
+    kills (`RunningServer.kill`: SIGKILL, no shutdown code runs) and starts again on the same
+    store and the same port: its URLs, and so the issuer and audience of what it signed, are
+    those of a service that restarts in place. Each run is a process group of its own, and logs
+    to a directory of its own (`run-N/server.log`)."""
+
+    def __init__(
+        self, workdir: Path, *, config: str = "", env: dict[str, str] | None = None, args: tuple[str, ...] = (), workers: int = 1
+    ) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.env = env
+        self.args = args
+        self.workers = workers
+        self.port = free_port()
+        self.runs = 0
+
+    @contextmanager
+    def start(self) -> Iterator[RunningServer]:
+        """The next run, stopped when the block ends (if a kill did not stop it first)."""
+        self.runs += 1
+        with run_server(
+            self.workdir / f"run-{self.runs}", config=self.config, env=self.env, args=self.args, workers=self.workers,
+            port=self.port, new_session=True,
+        ) as server:
+            yield server
+
+
 def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

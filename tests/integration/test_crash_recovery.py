@@ -36,7 +36,7 @@ from services.store.audit import stored_chain
 from services.store.records import ApprovalRecord, AuditEvent, TaskRecord
 from tests.arap.conftest import BUNDLE, Credentials, Flow
 from tests.https_receiver import TestCA, https_receiver
-from tests.server import RunningServer, free_port, run_server
+from tests.server import Restartable, RunningServer
 from tests.support import fresh_postgres_schema_sync, on_store, poll
 
 SUBMITTED, STEP_APPROVED, APPROVED = "access_request.submitted", "task.step_approved", "task.approved"
@@ -65,8 +65,8 @@ def credentials() -> Credentials:
 
 
 class Deployment:
-    """One installation of the service — its store, port and configuration — that a test starts,
-    kills and starts again. Each run logs to a directory of its own (`run-N/server.log`)."""
+    """One installation of the service — its store, port and configuration (tests/server.py
+    `Restartable`) — that a test starts, kills and starts again, with the flow's credentials."""
 
     def __init__(self, workdir: Path, store_url: str, workers: int, credentials: Credentials, extra_config: str = "") -> None:
         self.workdir = workdir
@@ -74,21 +74,14 @@ class Deployment:
         self.workers = workers
         self.credentials = credentials
         self.extra_config = extra_config
-        self.port = free_port()
-        self.runs = 0
+        self.service = Restartable(
+            workdir, config=credentials.config(extra_config), env={"AROP_STORE__URL": store_url}, args=("--bundle", str(BUNDLE)),
+            workers=workers,
+        )
 
     @contextmanager
     def start(self) -> Iterator[tuple[RunningServer, Flow]]:
-        self.runs += 1
-        with run_server(
-            self.workdir / f"run-{self.runs}",
-            config=self.credentials.config(self.extra_config),
-            env={"AROP_STORE__URL": self.store_url},
-            args=("--bundle", str(BUNDLE)),
-            workers=self.workers,
-            port=self.port,
-            new_session=True,
-        ) as server:
+        with self.service.start() as server:
             flow = Flow(server, self.credentials)
             try:
                 yield server, flow

@@ -7,8 +7,10 @@ grant). Decisions and continuation state are the sidecar's: the AS posts what it
 what it is told, exactly (status and body).
 
     POST /token    client_credentials (optionally with completion_mode=deferred),
-                   urn:ietf:params:oauth:grant-type:deferred, refresh_token
-    POST /revoke   RFC 7009; deferral codes go to the sidecar
+                   urn:ietf:params:oauth:grant-type:deferred, refresh_token, token-exchange
+                   (RFC 8693: of this AS's own access tokens; one from a recorded grant goes
+                   to exchange-check, any other is an originating grant)
+    POST /revoke   RFC 7009; refresh tokens are the AS's, any other token goes to the sidecar
     POST /txn      the transaction authorization endpoint (TX-37..TX-40): a `transaction_challenge`
                    → decide (binding txn), a `transaction_authorization_id` → redeem
     POST /bc-authorize  CIBA backchannel authentication (the principal is the `login_hint` user,
@@ -37,7 +39,7 @@ import uvicorn
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
-from litestar import Litestar, Request, Response, post
+from litestar import Litestar, Request, Response, get, post
 
 from profiles.arap.callbacks import SIGNATURE_HEADER, verify_callback_signature
 from profiles.arop import ciba, dtr
@@ -46,6 +48,8 @@ from tests.server import free_port
 CLIENT_AUTH = "client_secret_post"
 IAT_WINDOW = 60
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1, TX-3
 
 
 class OAuthFailure(Exception):
@@ -72,9 +76,15 @@ class AuthorizationServer:
         self.push_secret = push_secret.encode()
         self.ca_file = ca_file
         self.pushed: list[dict[str, Any]] = []
+        self.pushed_grants: set[str] = set()  # the grant_ids minted through push (at-least-once notices)
+        # An outage of the push endpoint: while set, each signed notice is refused with this
+        # status (and kept in `refused`), so that the sidecar has to deliver it again later.
+        self.push_status: int | None = None
+        self.refused: list[dict[str, Any]] = []
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.seen_jti: set[str] = set()
         self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token → grant id, client, key
+        self.access_tokens: dict[str, dict[str, Any]] = {}  # access token jti → grant id, subject (RFC 8693)
 
     # -- OAuth plumbing the AS owns --------------------------------------------------------
 
@@ -87,9 +97,12 @@ class AuthorizationServer:
 
     def dpop(self, request: Request[Any, Any, Any], path: str) -> str | None:
         """RFC 9449 §4.3: the proof's checks; the key's RFC 7638 thumbprint (`jkt`)."""
-        proof = request.headers.get("dpop")
-        if proof is None:
+        proofs = request.headers.getall("dpop", [])
+        if not proofs:
             return None
+        if len(proofs) != 1:  # RFC 9449 §4.3 (TX-69): exactly one proof
+            raise OAuthFailure(400, "invalid_dpop_proof")
+        proof = proofs[0]
         try:
             header = _header(proof)
             if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256" or "d" in header.get("jwk", {}):
@@ -122,6 +135,7 @@ class AuthorizationServer:
         if "actor" in grant:  # RFC 8693: the acting party goes in `act`
             claims["act"] = grant["actor"]
         token = jwt.encode({"alg": "ES256", "kid": "as-1", "typ": "at+jwt"}, claims, self.signing_key)
+        self.access_tokens[claims["jti"]] = {"grant_id": grant.get("grant_id"), "subject": grant["subject"]}
         body: dict[str, Any] = {"access_token": token, "token_type": "DPoP" if "cnf" in grant else "Bearer", "expires_in": grant["expires_in"]}
         for member in ("authorization_details", "scope"):
             if member in grant:
@@ -139,40 +153,38 @@ class AuthorizationServer:
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
-    def relay(self, answer: dict[str, Any], client_id: str) -> Response[Any]:
-        """The sidecar's outcome on the OAuth wire: a token, or its status and body exactly."""
-        headers = {"Cache-Control": "no-store"}
+    def relay(self, answer: dict[str, Any], client_id: str, *, id_token: bool = False, exchanged: bool = False) -> Response[Any]:
+        """The sidecar's outcome on the OAuth wire: a token, or its status and body exactly.
+        A CIBA token response adds the ID Token (TX-25), an exchange `issued_token_type` (TX-74)."""
+        headers = NO_STORE
         outcome = answer.pop("outcome")
         if outcome == "allow":
-            return Response(self.mint(answer["grant"], client_id), status_code=200, headers=headers)
+            body = self.mint(answer["grant"], client_id)
+            if id_token:
+                body["id_token"] = self.id_token(answer["grant"]["subject"]["id"], client_id, body["access_token"])
+            if exchanged:
+                body["issued_token_type"] = ACCESS_TOKEN_TYPE
+            return Response(body, status_code=200, headers=headers)
         if outcome == "pending":
             return Response(answer["response"]["body"], status_code=answer["response"]["status"], headers=headers)
         return Response({k: v for k, v in answer.items() if k != "status"}, status_code=answer["status"], headers=headers)
 
     async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        form = dict(await request.form())
+        raw = await request.form()
+        form = dict(raw)
         client_id = self.client(form)
         jkt = self.dpop(request, "/token")
         sender = {"dpop_jkt": jkt} if jkt else {}
         grant_type = form.get("grant_type")
+        resources = request.query_params.getall("resource", []) or raw.getall("resource", [])  # RFC 8707: repeatable
         if grant_type == "client_credentials":
-            decide: dict[str, Any] = {
-                "binding": "dtr" if dtr.opted_in(form.get("completion_mode")) else "token",
-                "grant_type": grant_type,
-                "client": {"id": client_id, "auth_method": CLIENT_AUTH, "public": False},
-                "subject": {"type": "Agent", "id": client_id},
-                "sender": sender,
-                "resource": request.query_params.getall("resource", []) or ([form["resource"]] if "resource" in form else []),
-            }
-            for member in ("scope", "completion_mode"):
-                if member in form:
-                    decide[member] = form[member]
-            if "authorization_details" in form:
-                decide["authorization_details"] = json.loads(form["authorization_details"])
+            decide = _decide(form, resources, client_id, sender, grant_type, {"type": "Agent", "id": client_id})
             return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
+        if grant_type == TOKEN_EXCHANGE:
+            return await self.exchange(form, resources, client_id, sender)
         if grant_type == ciba.GRANT_TYPE:
             redeem = {"binding": "ciba", "handle": form.get("auth_req_id", ""), "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
-            return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id)
+            return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id, id_token=True)
         if grant_type == dtr.GRANT_TYPE:
             redeem = {"binding": "dtr", "handle": form.get("deferral_code", ""), "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
             return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id)
@@ -183,6 +195,47 @@ class AuthorizationServer:
             check = {"grant_id": known["grant_id"], "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
             return self.relay(await self.ask("/oauth/v1/refresh-check", check), client_id)
         raise OAuthFailure(400, "unsupported_grant_type")
+
+    async def exchange(self, form: dict[str, str], resources: list[str], client_id: str, sender: dict[str, str]) -> Response[Any]:
+        """RFC 8693 (TX-73..TX-76): the subject token must be a live access token of this AS. One
+        minted from a recorded grant goes to exchange-check (same client and key, inside the
+        approval, never broader); any other is an originating grant like client_credentials,
+        its subject the token's, the DTR opt-in included (TX-8, TX-76)."""
+        if not form.get("subject_token") or not form.get("subject_token_type") or ("actor_token" in form) != ("actor_token_type" in form):
+            raise OAuthFailure(400, "invalid_request")
+        minted = self.own_token(form["subject_token"], form["subject_token_type"])
+        if "actor_token" in form:
+            self.own_token(form["actor_token"], form["actor_token_type"])
+        if minted["grant_id"] is not None:
+            check: dict[str, Any] = {"grant_id": minted["grant_id"], "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
+            if resources:
+                check["resource"] = resources
+            if "scope" in form:
+                check["scope"] = form["scope"]
+            details = _details(form)
+            if details is not None:
+                check["authorization_details"] = details
+            return self.relay(await self.ask("/oauth/v1/exchange-check", check), client_id, exchanged=True)
+        decide = _decide(form, resources, client_id, sender, TOKEN_EXCHANGE, minted["subject"])
+        return self.relay(await self.ask("/oauth/v1/decide", decide), client_id, exchanged=True)
+
+    def own_token(self, token: str, token_type: str) -> dict[str, Any]:
+        """TX-75: a subject (or actor) token that is not an unexpired access token of this AS is
+        invalid_request."""
+        try:
+            claims = jwt.decode(token, self.signing_key, algorithms=["ES256"]).claims
+        except (JoseError, ValueError):
+            raise OAuthFailure(400, "invalid_request") from None
+        minted = self.access_tokens.get(str(claims.get("jti")))
+        if token_type != ACCESS_TOKEN_TYPE or minted is None or not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
+            raise OAuthFailure(400, "invalid_request")
+        return minted
+
+    def id_token(self, subject: str, client_id: str, access_token: str) -> str:
+        """CIBA Core §11 (TX-25): the ID Token of a poll or ping client's token response."""
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": subject, "aud": client_id, "iat": now, "exp": now + 300, "at_hash": _half_hash(access_token)}
+        return jwt.encode({"alg": "ES256", "kid": "as-1"}, claims, self.signing_key)
 
     async def backchannel(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """CIBA §7: the AS resolves `login_hint` to the user (here: the User of that id) and
@@ -209,8 +262,11 @@ class AuthorizationServer:
         for member in ("scope",):
             if member in form:
                 decide[member] = form[member]
-        if "authorization_details" in form:
-            decide["authorization_details"] = json.loads(form["authorization_details"])
+        if "resource" in form:  # RFC 8707 on the backchannel request, as at the token endpoint
+            decide["resource"] = [form["resource"]]
+        details = _details(form)
+        if details is not None:
+            decide["authorization_details"] = details
         return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
 
     async def push(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -220,8 +276,14 @@ class AuthorizationServer:
         if not verify_callback_signature(self.push_secret, signature, raw, now=datetime.now(UTC), window=timedelta(minutes=5)):
             return Response({"error": "bad signature"}, status_code=401)
         notice = json.loads(raw)
+        if self.push_status is not None:
+            self.refused.append(notice)
+            return Response(b"", status_code=self.push_status)
         body = dict(notice["push"]["body"])
         if notice["outcome"] == "allow":
+            if notice["grant"]["grant_id"] in self.pushed_grants:  # a repeat after a lost 2xx: mint once
+                return Response(b"", status_code=204)
+            self.pushed_grants.add(notice["grant"]["grant_id"])
             minted = self.mint(notice["grant"], notice["client_id"])
             body.update({k: minted[k] for k in ("access_token", "token_type", "expires_in")})
             claims = {
@@ -260,15 +322,44 @@ class AuthorizationServer:
         form = dict(await request.form())
         client_id = self.client(form)
         jkt = self.dpop(request, "/revoke")
-        if form.get("token_type_hint") == dtr.DEFERRAL_CODE_HINT:
-            cancel = {
-                "token": form.get("token", ""), "token_type_hint": dtr.DEFERRAL_CODE_HINT, "client_id": client_id,
-                "auth_method": CLIENT_AUTH, "sender": {"dpop_jkt": jkt} if jkt else {},
-            }
+        token = form.get("token")
+        if not token:  # RFC 7009 §2.1 (TX-77): `token` is REQUIRED
+            raise OAuthFailure(400, "invalid_request")
+        known = self.refresh_tokens.get(token)
+        if known is not None:  # one of ours: only its own client revokes it
+            if known["client_id"] == client_id:
+                del self.refresh_tokens[token]
+        else:  # TX-78: whatever the hint says, a token the AS does not hold may be a deferral code
+            cancel: dict[str, Any] = {"token": token, "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": {"dpop_jkt": jkt} if jkt else {}}
+            if "token_type_hint" in form:
+                cancel["token_type_hint"] = form["token_type_hint"]
             await self.ask("/oauth/v1/cancel", cancel)
         return Response(b"", status_code=200)
 
+    async def metadata(self) -> dict[str, Any]:
+        """RFC 8414, OP-12: the AS's own members and endpoints, the sidecar's members for the
+        transports it serves, and each served transport's endpoint (TX-37)."""
+        served = (await self.sidecar.get("/oauth/v1/metadata")).json()
+        endpoints = {
+            "dtr": {"revocation_endpoint": "/revoke"},
+            "ciba": {"backchannel_authentication_endpoint": "/bc-authorize"},
+            "txn": {"transaction_authorization_endpoint": "/txn"},
+        }
+        document: dict[str, Any] = {
+            "issuer": self.issuer, "token_endpoint": self.issuer + "/token",
+            "token_endpoint_auth_methods_supported": [CLIENT_AUTH], "dpop_signing_alg_values_supported": ["ES256"],
+        }
+        for transport in served["transports"]:
+            document.update({name: self.issuer + path for name, path in endpoints[transport].items()})
+        own_grants = ["client_credentials", "refresh_token", TOKEN_EXCHANGE]
+        document.update({**served["metadata"], "grant_types_supported": own_grants + served["metadata"]["grant_types_supported"]})
+        return document
+
     def app(self) -> Litestar:
+        @get("/.well-known/oauth-authorization-server")
+        async def metadata() -> dict[str, Any]:
+            return await self.metadata()
+
         @post("/token", status_code=200)
         async def token(request: Request[Any, Any, Any]) -> Response[Any]:
             return await self.token(request)
@@ -290,15 +381,54 @@ class AuthorizationServer:
             return await self.txn(request)
 
         def failed(_: Request[Any, Any, Any], exc: OAuthFailure) -> Response[Any]:
-            return Response({"error": exc.error}, status_code=exc.status, headers={"Cache-Control": "no-store"})
+            return Response({"error": exc.error}, status_code=exc.status, headers=NO_STORE)
 
-        return Litestar([token, revoke, backchannel, push, txn], exception_handlers={OAuthFailure: failed}, openapi_config=None)
+        return Litestar([metadata, token, revoke, backchannel, push, txn], exception_handlers={OAuthFailure: failed}, openapi_config=None)
 
 
 def _half_hash(token: str) -> str:
     """OIDC `at_hash` for ES256: the left half of the SHA-256 of the token, base64url."""
     digest = hashlib.sha256(token.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def _decide(
+    form: dict[str, str], resources: list[str], client_id: str, sender: dict[str, str], grant_type: str, subject: dict[str, Any]
+) -> dict[str, Any]:
+    """A token request as the sidecar's decide wants it; the DTR opt-in picks the binding."""
+    decide: dict[str, Any] = {
+        "binding": "dtr" if dtr.opted_in(form.get("completion_mode")) else "token",
+        "grant_type": grant_type,
+        "client": {"id": client_id, "auth_method": CLIENT_AUTH, "public": False},
+        "subject": subject,
+        "sender": sender,
+        "resource": resources,
+    }
+    for member in ("scope", "completion_mode"):
+        if member in form:
+            decide[member] = form[member]
+    details = _details(form)
+    if details is not None:
+        decide["authorization_details"] = details
+    return decide
+
+
+def _details(form: dict[str, str]) -> list[dict[str, Any]] | None:
+    """RFC 9396 (TX-63, TX-65): form-encoded JSON, an array of objects; anything else is
+    invalid_authorization_details (the sidecar takes only an array of objects)."""
+    if "authorization_details" not in form:
+        return None
+    try:
+        details = json.loads(form["authorization_details"], parse_constant=_not_json)
+    except ValueError:
+        raise OAuthFailure(400, "invalid_authorization_details") from None
+    if not isinstance(details, list) or not all(isinstance(element, dict) for element in details):
+        raise OAuthFailure(400, "invalid_authorization_details")
+    return details
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _header(compact: str) -> dict[str, Any]:

@@ -9,9 +9,11 @@ obtainable through OAuth.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,14 +25,18 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from profiles.arop import ciba, dtr
+from profiles.arop.txn_challenge import TYP
 from services.auth import new_api_key
 from services.config import REPO_ROOT
+from tests.https_receiver import TestCA, https_receiver
 from tests.oauth.authorization_server import AuthorizationServer, running
-from tests.server import run_server
+from tests.server import Restartable, RunningServer, free_port
 from tests.support import fresh_postgres_schema_sync
 
+RS = "https://broker.example"  # the resource server of the trades, and their token audience
 CLIENTS = {"trader-7": "secret-of-trader-7", "trader-9": "secret-of-trader-9"}
 INTERVAL = 1
+APPROVABLE = 5000  # a buy on alice-main that alice's approval makes possible
 # `short`: handles live 3 s (OP-26 expiry); the default server: an hour.
 VARIANTS = {"default": "", "short": "handle_ttl = 3\n"}
 
@@ -45,12 +51,29 @@ def agents_bundle(target: Path) -> Path:
 
 
 class Deployment:
-    """The service, its AS, and the reviewers' side (alice owns alice-main)."""
+    """The service, its AS, and the reviewers' side (alice owns alice-main). `kill` and `restart`
+    crash the service and start it again on the same store and port (tests/server.py
+    `Restartable`); the AS, its clients and the reviewers' side carry on."""
 
-    def __init__(self, base_url: str, as_server: AuthorizationServer, reviewer_key: str) -> None:
+    def __init__(
+        self, base_url: str, as_server: AuthorizationServer, reviewer_key: str, *, store_url: str = "",
+        service: Restartable | None = None, server: RunningServer | None = None, runs: ExitStack | None = None,
+    ) -> None:
         self.base_url = base_url
+        self.store_url = store_url
         self.authorization_server = as_server
         self.reviewer = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {reviewer_key}"}, timeout=10)
+        self.service, self.server, self._runs = service, server, runs
+
+    def kill(self) -> None:
+        """SIGKILL the service, as a crash would: no shutdown code runs (`RunningServer.kill`)."""
+        assert self.server is not None
+        self.server.kill()
+
+    def restart(self) -> None:
+        """Start the killed service again, on the same store and port; stopped with the rest."""
+        assert self.service is not None and self._runs is not None
+        self.server = self._runs.enter_context(self.service.start())
 
     def inbox(self) -> set[str]:
         response = self.reviewer.get("/reviewer/v1/tasks")
@@ -143,9 +166,10 @@ def deployment(
         bundle = agents_bundle(workdir / "bundle")
         if edit_bundle is not None:
             edit_bundle(bundle)
-        server = stack.enter_context(run_server(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle))))
+        service = Restartable(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle)))
+        server = stack.enter_context(service.start())
         as_server = stack.enter_context(running(AuthorizationServer(server.base_url, as_key, CLIENTS, **(as_options or {}))))
-        yield Deployment(server.base_url, as_server, alice_key)
+        yield Deployment(server.base_url, as_server, alice_key, store_url=url, service=service, server=server, runs=stack)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -163,3 +187,75 @@ def deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def short_deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment(backend, tmp_path_factory.mktemp(f"oauth-short-{backend}"), VARIANTS["short"]) as started:
         yield started
+
+
+# -- the resource server of the txn binding, and the CIBA bundle ------------------------------
+
+
+class ResourceServer:
+    """The RS side of TX-31..TX-33: its signing key, published at its txn_challenge_jwks_uri."""
+
+    def __init__(self, issuer: str, key: ECKey) -> None:
+        self.issuer, self.key = issuer, key
+
+    def challenge(self, audience: str, *, key: ECKey | None = None, **claims: Any) -> str:
+        key = key or self.key
+        now = int(time.time())
+        body = {
+            "iss": self.issuer, "aud": audience, "iat": now, "exp": now + 300, "jti": secrets.token_urlsafe(12),
+            "txn": str(uuid.uuid4()), "reason": "A buy above your standing limit needs the owner's approval",
+            "authorization_details": [{"type": "trade", "identifier": "alice-main", "actions": ["buy"], "amount": APPROVABLE}],
+            **claims,
+        }
+        return jwt.encode({"alg": "ES256", "typ": TYP, "kid": key.kid}, body, key)
+
+
+@pytest.fixture(scope="module")
+def rs_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ResourceServer, str, str]]:
+    """The RS's key served as a JWK Set over HTTPS with its own CA: (rs, jwks_uri, ca file)."""
+    ca = TestCA(tmp_path_factory.mktemp("rs-ca"))
+    certificate, key = ca.issue_server(["127.0.0.1"])
+    rs = ResourceServer(RS, ECKey.generate_key("P-256", parameters={"kid": "rs-1"}, private=True))
+    with https_receiver(certificate, key) as receiver:
+        receiver.document = json.dumps({"keys": [{**rs.key.as_dict(private=False), "kid": "rs-1", "use": "sig"}]}).encode()
+        receiver.document_headers = {"Content-Type": "application/jwk-set+json", "Cache-Control": "max-age=300"}
+        yield rs, f"https://127.0.0.1:{receiver.port}/jwks", str(ca.ca_file)
+
+
+def txn_oauth(rs_keys: tuple[ResourceServer, str, str], as_port: int, placement: str = "resource") -> str:
+    """The [oauth] lines of an AS on `as_port` that accepts the challenges of `rs_keys`' RS."""
+    _, jwks_uri, ca_file = rs_keys
+    return (
+        f'issuer = "http://127.0.0.1:{as_port}"\ntxn_placement = "{placement}"\nresource_servers_ca_file = "{ca_file}"\n'
+        f'resource_servers = [{{ issuer = "{RS}", jwks_uri = "{jwks_uri}" }}]\n'
+    )
+
+
+def ciba_bundle(bundle: Path) -> None:
+    """The owner's standing access only when she acts herself; through a client, requestable."""
+    policies = bundle / "policies.cedar"
+    text = policies.read_text()
+    owner = "when { resource.owner == principal };"
+    assert text.count(owner) == 1
+    policies.write_text(
+        text.replace(owner, "when { resource.owner == principal && !(context has client_id) };")
+        + '\n@id("client-buys-for-owner") @requestable("owner_approval")\n'
+        "permit (principal is User, action == Action::\"buy\", resource is Portfolio)\n"
+        "when { resource.owner == principal && context has client_id && context.amount <= 50000 };\n"
+    )
+    schema = bundle / "schema.cedarschema"
+    schema.write_text(schema.read_text().replace("    amount: Long,\n", "    amount: Long,\n    client_id?: String,\n"))
+    workflows = bundle / "workflows.toml"
+    workflows.write_text(workflows.read_text().replace("allow_self_approval = false", "allow_self_approval = true", 1))
+
+
+@contextmanager
+def all_bindings(
+    backend: str, workdir: Path, rs_keys: tuple[ResourceServer, str, str], *, variant: str = "default", caller: str = ""
+) -> Iterator[Deployment]:
+    """One service for every binding: DTR, CIBA (with `ciba_bundle`) and the transaction
+    challenge from `rs_keys`' RS (the RS as PEP). `variant`: VARIANTS; `caller` as for `deployment`."""
+    port = free_port()
+    oauth = txn_oauth(rs_keys, port) + VARIANTS[variant]
+    with deployment(backend, workdir, oauth, caller=caller, edit_bundle=ciba_bundle, as_options={"port": port}) as deployed:
+        yield deployed

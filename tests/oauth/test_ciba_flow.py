@@ -16,6 +16,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +24,11 @@ import pytest
 
 from profiles.arop.ciba import AUTH_REQ_ID_CLAIM
 from tests.https_receiver import HttpsReceiver, Received, TestCA, https_receiver
-from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, deployment
+from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, ciba_bundle, deployment
 from tests.server import free_port
 from tests.support import poll
 
 PUSH_SECRET = "push-secret-of-the-as"
-
-
-def ciba_bundle(bundle: Path) -> None:
-    """The owner's standing access only when she acts herself; through a client, requestable."""
-    policies = bundle / "policies.cedar"
-    text = policies.read_text()
-    owner = "when { resource.owner == principal };"
-    assert text.count(owner) == 1
-    policies.write_text(
-        text.replace(owner, "when { resource.owner == principal && !(context has client_id) };")
-        + '\n@id("client-buys-for-owner") @requestable("owner_approval")\n'
-        "permit (principal is User, action == Action::\"buy\", resource is Portfolio)\n"
-        "when { resource.owner == principal && context has client_id && context.amount <= 50000 };\n"
-    )
-    schema = bundle / "schema.cedarschema"
-    schema.write_text(schema.read_text().replace("    amount: Long,\n", "    amount: Long,\n    client_id?: String,\n"))
-    workflows = bundle / "workflows.toml"
-    workflows.write_text(workflows.read_text().replace("allow_self_approval = false", "allow_self_approval = true", 1))
 
 
 class Ciba:
@@ -65,20 +48,27 @@ class Ciba:
         return [r for r in list(self.receiver.received) if r.path == path and json.loads(r.body).get("auth_req_id") == auth_req_id]
 
 
-@pytest.fixture(scope="module")
-def ciba_deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ciba]:
-    workdir = tmp_path_factory.mktemp(f"ciba-{backend}")
+@contextmanager
+def ciba_deployment(backend: str, workdir: Path, access_requests: str = "") -> Iterator[Ciba]:
+    """The service on the CIBA bundle, its AS with the push endpoint, and the clients' HTTPS
+    notification endpoint (answering 204); `access_requests`: more TOML for that section."""
     ca = TestCA(workdir)
     as_port = free_port()
     with https_receiver(*ca.issue_server(["127.0.0.1"])) as receiver, deployment(
         backend, workdir, VARIANTS["default"] + f'push_endpoint = "http://127.0.0.1:{as_port}/ciba/push"\n',
         caller=f'callback_secret = "{PUSH_SECRET}"\n',
-        access_requests=f'callback_allow_networks = ["127.0.0.0/8"]\ncallback_ca_file = "{ca.ca_file}"\n',
+        access_requests=f'callback_allow_networks = ["127.0.0.0/8"]\ncallback_ca_file = "{ca.ca_file}"\n{access_requests}',
         edit_bundle=ciba_bundle,
         as_options={"port": as_port, "push_secret": PUSH_SECRET, "ca_file": str(ca.ca_file)},
     ) as deployed:
         receiver.default_status = 204
         yield Ciba(deployed, receiver)
+
+
+@pytest.fixture(scope="module")
+def ciba_deployed(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ciba]:
+    with ciba_deployment(backend, tmp_path_factory.mktemp(f"ciba-{backend}")) as deployed:
+        yield deployed
 
 
 def accepted(response: Any, *, interval: bool = True) -> dict[str, Any]:
@@ -119,16 +109,6 @@ def test_op_51_tx_23_tx_25_poll_pending_then_approval_then_token(ciba_deployed: 
     assert issued.json()["authorization_details"][0]["amount"] == 5100  # OP-55
     again = client.poll_ciba(body["auth_req_id"])
     assert (again.status_code, again.json()) == (400, {"error": "invalid_grant"})
-
-
-def test_tx_24_denial_is_access_denied(ciba_deployed: Ciba) -> None:
-    deployed = ciba_deployed.deployed
-    client = ciba_deployed.register("trader-7", "poll")
-    before = deployed.inbox()
-    body = accepted(client.backchannel(5101))
-    deployed.review(new_task(deployed, before), "deny", reason="not now")
-    denied = client.poll_ciba(body["auth_req_id"])
-    assert (denied.status_code, denied.json()) == (400, {"error": "access_denied"})
 
 
 def test_d_4_a_non_requestable_denial_is_invalid_authorization_details(ciba_deployed: Ciba) -> None:

@@ -22,34 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from profiles.arop.txn_challenge import TYP
-from tests.https_receiver import TestCA, https_receiver
-from tests.oauth.conftest import INTERVAL, Deployment, OAuthClient, deployment
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, deployment, txn_oauth
 from tests.server import free_port
-
-RS = "https://broker.example"
-APPROVABLE = 5000
-
-
-class ResourceServer:
-    """The RS side of TX-31..TX-33: its signing key, published at its txn_challenge_jwks_uri."""
-
-    def __init__(self, issuer: str, key: ECKey) -> None:
-        self.issuer, self.key = issuer, key
-
-    def challenge(self, audience: str, *, key: ECKey | None = None, **claims: Any) -> str:
-        key = key or self.key
-        now = int(time.time())
-        body = {
-            "iss": self.issuer, "aud": audience, "iat": now, "exp": now + 300, "jti": secrets.token_urlsafe(12),
-            "txn": str(uuid.uuid4()), "reason": "A buy above your standing limit needs the owner's approval",
-            "authorization_details": [{"type": "trade", "identifier": "alice-main", "actions": ["buy"], "amount": APPROVABLE}],
-            **claims,
-        }
-        return jwt.encode({"alg": "ES256", "typ": TYP, "kid": key.kid}, body, key)
 
 
 class TxnDeployment:
@@ -91,27 +67,10 @@ def _claims(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def rs_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ResourceServer, str, str]]:
-    """The RS's key served as a JWK Set over HTTPS with its own CA: (rs, jwks_uri, ca file)."""
-    ca = TestCA(tmp_path_factory.mktemp("rs-ca"))
-    certificate, key = ca.issue_server(["127.0.0.1"])
-    rs = ResourceServer(RS, ECKey.generate_key("P-256", parameters={"kid": "rs-1"}, private=True))
-    with https_receiver(certificate, key) as receiver:
-        receiver.document = json.dumps({"keys": [{**rs.key.as_dict(private=False), "kid": "rs-1", "use": "sig"}]}).encode()
-        receiver.document_headers = {"Content-Type": "application/jwk-set+json", "Cache-Control": "max-age=300"}
-        yield rs, f"https://127.0.0.1:{receiver.port}/jwks", str(ca.ca_file)
-
-
 def _txn_deployment(backend: str, workdir: Path, rs_keys: tuple[ResourceServer, str, str], placement: str) -> Iterator[TxnDeployment]:
-    rs, jwks_uri, ca_file = rs_keys
     port = free_port()
-    oauth = (
-        f'issuer = "http://127.0.0.1:{port}"\ntxn_placement = "{placement}"\nresource_servers_ca_file = "{ca_file}"\n'
-        f'resource_servers = [{{ issuer = "{RS}", jwks_uri = "{jwks_uri}" }}]\n'
-    )
-    with deployment(backend, workdir, oauth, as_options={"port": port}) as deployed:
-        yield TxnDeployment(deployed, rs)
+    with deployment(backend, workdir, txn_oauth(rs_keys, port, placement), as_options={"port": port}) as deployed:
+        yield TxnDeployment(deployed, rs_keys[0])
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +97,7 @@ def wait_interval() -> None:
 # -- the flow ------------------------------------------------------------------------------
 
 
-def test_op_7_op_58_op_59_tx_38_tx_45_resource_pep_pending_polls_approval_then_a_txn_token(resource_pep: TxnDeployment) -> None:
+def test_op_7_op_58_op_59_tx_38_tx_44_tx_45_resource_pep_pending_polls_approval_then_a_txn_token(resource_pep: TxnDeployment) -> None:
     approved_txn_flow(resource_pep)
 
 
@@ -193,6 +152,16 @@ def test_tx_43_the_same_txn_from_another_client_is_invalid_request(resource_pep:
     assert refused(present(other, resource_pep.challenge(txn=txn_id))) == "invalid_request"
 
 
+def test_tx_43_d_arop_29_the_same_txn_from_the_same_client_with_another_key_is_invalid_request(resource_pep: TxnDeployment) -> None:
+    """The handle is bound to the first presenter's key (OP-24): another key could not redeem it,
+    so it is not handed out again."""
+    txn_id = str(uuid.uuid4())
+    client = resource_pep.deployed.client()
+    accepted(client, resource_pep.challenge(txn=txn_id))
+    client.key = ECKey.generate_key("P-256")
+    assert refused(present(client, resource_pep.challenge(txn=txn_id))) == "invalid_request"
+
+
 def test_tx_43_a_replayed_challenge_jti_is_invalid_request(resource_pep: TxnDeployment) -> None:
     client = resource_pep.deployed.client()
     jti = secrets.token_urlsafe(12)
@@ -235,14 +204,6 @@ def test_op_8_d_3_both_an_as_side_non_requestable_denial_is_no_token(both_pep: T
     response = present(client, both_pep.challenge(authorization_details=frozen))
     assert refused(response) == "invalid_authorization_details" and set(response.json()) == {"error"}
     assert both_pep.deployed.inbox() == before  # no access request opened
-
-
-def test_op_68_tx_40_denial_is_access_denied(resource_pep: TxnDeployment) -> None:
-    client = resource_pep.deployed.client()
-    before = resource_pep.deployed.inbox()
-    pending = accepted(client, resource_pep.challenge())
-    resource_pep.deployed.review(new_task(resource_pep.deployed, before), "deny", reason="not now")
-    assert refused(poll(client, pending["transaction_authorization_id"])) == "access_denied"
 
 
 def test_tx_39_op_64_a_poll_by_another_client_is_invalid_grant(resource_pep: TxnDeployment) -> None:
