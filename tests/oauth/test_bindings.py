@@ -173,7 +173,7 @@ def wait_interval() -> None:
 
 
 @pytest.mark.parametrize("name", BINDINGS)
-def test_op_16_op_33_op_34_pending_polls_approval_then_a_grant_bounded_by_approved_until(setup: Setup, name: str) -> None:
+def test_op_16_op_33_op_34_tx_66_pending_polls_approval_then_a_grant_bounded_by_approved_until(setup: Setup, name: str) -> None:
     binding, client, handle, task_id = setup.pending(name, APPROVABLE + 10)
     wait_interval()
     assert refused(binding.poll(client, handle)) == "authorization_pending"

@@ -110,7 +110,7 @@ def test_op_14_non_requestable_is_invalid_authorization_details(deployed: Deploy
     assert (response.status_code, response.json()) == (400, {"error": "invalid_authorization_details"})
 
 
-def test_op_65_revocation_cancels_the_task_and_later_polls_are_access_denied(deployed: Deployment) -> None:
+def test_op_48_op_65_revocation_cancels_the_task_and_later_polls_are_access_denied(deployed: Deployment) -> None:
     client = deployed.client()
     before = deployed.inbox()
     pending = deferred(client, 5007)

@@ -456,7 +456,7 @@ def _decide(binding: str, *, public: bool, sender: dict[str, str], **members: An
 
 
 @pytest.mark.parametrize("sender", [{}, {"x5t_s256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}])
-def test_op_47_op_61_a_public_client_without_dpop_is_never_deferred(contract: Contract, sender: dict[str, str]) -> None:
+def test_op_47_op_61_tx_18_a_public_client_without_dpop_is_never_deferred(contract: Contract, sender: dict[str, str]) -> None:
     deployed = contract.deployed
     before = deployed.inbox()
     dtr = _decide("dtr", public=True, sender=sender, completion_mode="deferred", resource=[RS], authorization_details=[trade(6601)])
