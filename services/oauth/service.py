@@ -475,7 +475,7 @@ class SidecarService:
         its notification with that change. Returns how many were resolved."""
         resolved, after = 0, None
         while True:
-            page = await self.store.list_handles(state="pending", limit=500, after=after)
+            page = await self.store.list_handles(state="pending", binding="ciba", limit=500, after=after)
             for record in page:
                 if ciba.awaits_notice(record) and now < record.expires_at and await self._notice(caller, record, now):
                     resolved += 1

@@ -261,12 +261,14 @@ class Store(abc.ABC):
         self,
         *,
         state: str | None = None,
+        binding: str | None = None,
         expires_before: datetime | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> list[ContinuationHandle]:
-        """Handles ordered by digest, optionally only one state and/or expiring (strictly) before
-        an instant; `after` continues a previous page (digests greater than it). The expiry
+        """Handles ordered by digest, optionally only one state, one binding and/or expiring
+        (strictly) before an instant; `after` continues a previous page (digests greater than
+        it). The CIBA notification sweep lists pending CIBA handles only. The expiry
         worker lists pending handles expiring before now and, for each, cancels the ARS task
         first and then marks the handle expired (OP-26, OP-67): a crash in between leaves the
         handle pending, so the next run cancels again rather than never."""

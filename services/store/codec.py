@@ -181,12 +181,13 @@ def audit_row(event: AuditEvent, time: TimeColumn) -> tuple[Any, ...]:
 
 
 def handle_row(handle: ContinuationHandle, time: TimeColumn) -> tuple[Any, ...]:
-    """`(handle_digest, dedup_key, state, task_id, expires_at, version, document)`."""
+    """`(handle_digest, dedup_key, state, binding, task_id, expires_at, version, document)`."""
     check_digest(handle.handle_digest)
     return (
         handle.handle_digest,
         handle.dedup_key,
         handle.state,
+        handle.binding,
         handle.task_id,
         time(handle.expires_at),
         handle.version,

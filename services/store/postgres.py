@@ -567,8 +567,8 @@ class PostgresStore(Store):
             if document is not None:
                 return HandleCreation(decode_handle(document), False)
             await connection.execute(
-                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, task_id, expires_at, version,"
-                " document) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, binding, task_id, expires_at,"
+                " version, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 *row,
             )
             await self._chain_audit(connection, audit)
@@ -590,7 +590,7 @@ class PostgresStore(Store):
         callbacks: Sequence[CallbackDelivery] = (),
         grants: Sequence[IssuedGrant] = (),
     ) -> bool:
-        digest, dedup_key, state, task_id, expires_at, version, document = handle_update_row(
+        digest, dedup_key, state, binding, task_id, expires_at, version, document = handle_update_row(
             handle, expected_version, grants, as_utc
         )
         async with self._transaction() as connection:
@@ -602,10 +602,11 @@ class PostgresStore(Store):
             if not update_goes_ahead(handle, stored, expected_version):
                 return False
             await connection.execute(
-                "UPDATE continuation_handles SET dedup_key = $1, state = $2, task_id = $3, expires_at = $4,"
-                " version = $5, document = $6 WHERE handle_digest = $7",
+                "UPDATE continuation_handles SET dedup_key = $1, state = $2, binding = $3, task_id = $4,"
+                " expires_at = $5, version = $6, document = $7 WHERE handle_digest = $8",
                 dedup_key,
                 state,
+                binding,
                 task_id,
                 expires_at,
                 version,
@@ -633,11 +634,12 @@ class PostgresStore(Store):
         self,
         *,
         state: str | None = None,
+        binding: str | None = None,
         expires_before: datetime | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> list[ContinuationHandle]:
-        filters = [("state =", state), ("expires_at <", _optional_utc(expires_before)), ("handle_digest >", after)]
+        filters = [("state =", state), ("binding =", binding), ("expires_at <", _optional_utc(expires_before)), ("handle_digest >", after)]
         documents = await self._page("continuation_handles", "handle_digest", filters, limit)
         return [decode_handle(document) for document in documents]
 

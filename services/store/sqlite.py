@@ -556,8 +556,8 @@ class SQLiteStore(Store):
             if rows:
                 return HandleCreation(decode_handle(rows[0][0]), False)
             await db.execute(
-                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, task_id, expires_at, version,"
-                " document) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO continuation_handles (handle_digest, dedup_key, state, binding, task_id, expires_at,"
+                " version, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             await self._chain_audit(db, audit)
@@ -579,7 +579,7 @@ class SQLiteStore(Store):
         callbacks: Sequence[CallbackDelivery] = (),
         grants: Sequence[IssuedGrant] = (),
     ) -> bool:
-        digest, dedup_key, state, task_id, expires_at, version, document = handle_update_row(
+        digest, dedup_key, state, binding, task_id, expires_at, version, document = handle_update_row(
             handle, expected_version, grants, _format_time
         )
         async with self._transaction(write=True) as db:
@@ -589,9 +589,9 @@ class SQLiteStore(Store):
             if not update_goes_ahead(handle, stored[0] if stored else None, expected_version):
                 return False
             await db.execute(
-                "UPDATE continuation_handles SET dedup_key = ?, state = ?, task_id = ?, expires_at = ?, version = ?,"
-                " document = ? WHERE handle_digest = ?",
-                (dedup_key, state, task_id, expires_at, version, document, digest),
+                "UPDATE continuation_handles SET dedup_key = ?, state = ?, binding = ?, task_id = ?, expires_at = ?,"
+                " version = ?, document = ? WHERE handle_digest = ?",
+                (dedup_key, state, binding, task_id, expires_at, version, document, digest),
             )
             await self._insert_with_task(db, (), audit, callbacks, grants)
         return True
@@ -614,11 +614,12 @@ class SQLiteStore(Store):
         self,
         *,
         state: str | None = None,
+        binding: str | None = None,
         expires_before: datetime | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> list[ContinuationHandle]:
-        filters = [("state =", state), ("expires_at <", _optional_time(expires_before)), ("handle_digest >", after)]
+        filters = [("state =", state), ("binding =", binding), ("expires_at <", _optional_time(expires_before)), ("handle_digest >", after)]
         documents = await self._page("continuation_handles", "handle_digest", filters, limit)
         return [decode_handle(document) for document in documents]
 

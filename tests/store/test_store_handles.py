@@ -22,7 +22,7 @@ from services.store import (
     Store,
 )
 from services.store.migrations import load_migrations
-from tests.store.conftest import OpenStore
+from tests.store.conftest import OpenStore, Tamper
 from tests.store.test_store_access_requests import (
     DUPLICATE,
     T0,
@@ -553,6 +553,27 @@ async def test_list_handles_for_the_expiry_worker(store: Store) -> None:
     third_page = await store.list_handles(limit=2, after=second_page[-1].handle_digest)
     assert [h.handle_digest for h in first_page + second_page + third_page] == every
     assert await store.list_handles(after=every[-1]) == []
+
+
+async def test_migration_0006_the_notification_sweep_lists_pending_handles_of_one_binding(store: Store) -> None:
+    """OP-51: only pending CIBA handles can await a notice; the sweep reads no other binding."""
+    ciba = await with_handle(store, handle("h-ciba", dedup_key="dk-ciba"))
+    await with_handle(store, handle("h-dtr", binding="dtr", dedup_key="dk-dtr"))
+    resolved = await with_handle(store, handle("h-done", dedup_key="dk-done"))
+    assert await store.update_handle(advanced(resolved, state="denied"), expected_version=0)
+    assert [h.handle_digest for h in await store.list_handles(state="pending", binding="ciba")] == [ciba.handle_digest]
+    assert [h.binding for h in await store.list_handles(state="pending", binding="dtr")] == ["dtr"]
+
+
+
+async def test_migration_0006_fills_the_binding_of_existing_handles(store: Store, tamper: Tamper) -> None:
+    """Handles written before 0006 get their binding from their document."""
+    ciba = await with_handle(store, handle("h-old", dedup_key="dk-old"))
+    await tamper("UPDATE continuation_handles SET binding = ''")
+    assert await store.list_handles(binding="ciba") == []
+    [backfill] = [line for line in load_migrations(store.dialect)[5].sql.splitlines() if line.startswith("UPDATE")]
+    await tamper(backfill.rstrip(";"))
+    assert [h.handle_digest for h in await store.list_handles(binding="ciba")] == [ciba.handle_digest]
 
 
 async def test_state_survives_close_and_reopen(open_store: OpenStore) -> None:
