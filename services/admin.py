@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, FromQuery
 
 from services.http import Problem, authenticate, decode_json_body, json_response
 from services.pdp.bundle import check_entities
@@ -68,7 +69,7 @@ async def delete_entities(request: AnyRequest) -> Response[bytes]:
 
 
 @get("/entities")
-async def get_entity(request: AnyRequest, type: str, id: str) -> Response[bytes]:
+async def get_entity(request: AnyRequest, type: FromQuery[str], id: FromQuery[str]) -> Response[bytes]:
     """The entity as policies see it (the store's version replaces the bundle's), with the
     entities it is transitively in."""
     authenticate(request, "admin")
@@ -82,7 +83,7 @@ async def get_entity(request: AnyRequest, type: str, id: str) -> Response[bytes]
 
 
 @post("/approvals/{approval_id:str}/revoke", status_code=200)
-async def revoke_approval(request: AnyRequest, approval_id: str) -> Response[bytes]:
+async def revoke_approval(request: AnyRequest, approval_id: FromPath[str]) -> Response[bytes]:
     """Withdraw an approval: from now on every re-evaluation presenting it is denied
     (`approval_expired`, AR-71). Audited; revoking twice is a 409."""
     caller = authenticate(request, "admin")

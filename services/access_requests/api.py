@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, Response, Router, delete, get, post
+from litestar.params import FromPath
 
 from profiles.arap.errors import ARAPError, problem_body
 from profiles.arap.model import TaskResponse
@@ -72,7 +73,7 @@ async def submit(request: AnyRequest) -> Response[bytes]:
 
 
 @get("/access/v1/requests/{task_id:str}", name="access-request-status")
-async def status(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def status(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     """§10: the task's current state; any caller authorized for its subject (AR-55)."""
     caller = authenticate(request, "request")
     service = _service(request)
@@ -87,19 +88,19 @@ async def _cancel(request: AnyRequest, task_id: str) -> Response[bytes]:
 
 
 @post("/access/v1/requests/{task_id:str}/cancel", name="access-request-cancel", status_code=200)
-async def cancel_post(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def cancel_post(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     """§11: `links.cancel`."""
     return await _cancel(request, task_id)
 
 
 @delete("/access/v1/requests/{task_id:str}", name="access-request-delete", status_code=200)
-async def cancel_delete(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def cancel_delete(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     """AR-60: DELETE on the handle cancels too."""
     return await _cancel(request, task_id)
 
 
 @get("/access/v1/request-schemas/{template:str}", name="access-request-schema")
-async def request_schema(request: AnyRequest, template: str) -> Response[bytes]:
+async def request_schema(request: AnyRequest, template: FromPath[str]) -> Response[bytes]:
     """AR-33: the JSON Schema a submission through `template` must satisfy."""
     authenticate(request, "request")
     schema = request.app.state.runtime.current().bundle.workflows.request_schemas.get(template)
@@ -109,7 +110,7 @@ async def request_schema(request: AnyRequest, template: str) -> Response[bytes]:
 
 
 @get("/tickets/{task_id:str}/{mac:str}", name="access-request-ticket")
-async def ticket(request: AnyRequest, task_id: str, mac: str) -> Response[bytes]:
+async def ticket(request: AnyRequest, task_id: FromPath[str], mac: FromPath[str]) -> Response[bytes]:
     """`links.ticket`: the requester's view, for end users (AR-99). The URL is the credential."""
     view = await _service(request).ticket(task_id, mac, _now())
     return json_response(view, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
@@ -127,25 +128,25 @@ async def inbox(request: AnyRequest) -> Response[bytes]:
 
 
 @get("/reviewer/v1/tasks/{task_id:str}", name="reviewer-task")
-async def detail(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def detail(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     reviewer = _reviewer(request)
     return json_response(await _service(request).detail(reviewer, task_id, _now()), headers={"Cache-Control": "no-store"})
 
 
 @post("/reviewer/v1/tasks/{task_id:str}/approve", name="reviewer-approve", status_code=200)
-async def approve(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def approve(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     reviewer = _reviewer(request)
     return json_response(await _service(request).approve(reviewer, task_id, await _json_object(request, optional=True), _now()))
 
 
 @post("/reviewer/v1/tasks/{task_id:str}/deny", name="reviewer-deny", status_code=200)
-async def deny(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def deny(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     reviewer = _reviewer(request)
     return json_response(await _service(request).deny(reviewer, task_id, await _json_object(request), _now()))
 
 
 @post("/reviewer/v1/tasks/{task_id:str}/comments", name="reviewer-comment", status_code=200)
-async def comment(request: AnyRequest, task_id: str) -> Response[bytes]:
+async def comment(request: AnyRequest, task_id: FromPath[str]) -> Response[bytes]:
     reviewer = _reviewer(request)
     return json_response(await _service(request).comment(reviewer, task_id, await _json_object(request), _now()))
 
