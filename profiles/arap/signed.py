@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -102,14 +102,15 @@ def verify_jwt(
     token: str,
     *,
     resolve_key: KeyResolver,
-    audience: str,
+    audience: str | None,
     algorithms: tuple[str, ...] = (ALGORITHM,),
     typ: str | None = None,
 ) -> VerifiedToken:
     """Steps 1-2 of AR-26 (and AR-69): parse, check `alg` (and `typ` when one is required),
     select the key by `iss` + `kid`, check the signature, then `aud` (absent or not naming
     `audience` fails). Raises UnverifiedToken. Other profiles (the txn challenge, TX-32) pass
-    their own algorithms and `typ`; ARAP artifacts are ES256 only (D-ARAP-4)."""
+    their own algorithms and `typ`; ARAP artifacts are ES256 only (D-ARAP-4). `audience` None:
+    a token type that carries no `aud` (a client attestation names its client in `sub`)."""
     jws, _, JoseError = _jose()
     registry = _registry(algorithms)
     try:
@@ -136,7 +137,8 @@ def verify_jwt(
         valid = False
     if not valid:
         raise UnverifiedToken("signature does not verify")
-    _check_audience(claims, audience)
+    if audience is not None:
+        _check_audience(claims, audience)
     return VerifiedToken(header=dict(header), claims=claims)
 
 
@@ -172,3 +174,17 @@ def numeric_date(claims: JSONObject, name: str) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         raise ValueError(f"{name} is out of range") from None
+
+
+def lifetime(claims: JSONObject, *, now: datetime, skew: timedelta) -> tuple[datetime | None, datetime]:
+    """RFC 7519 §4.1.4-§4.1.6 for a token that must expire: `(iat, exp)`, after checking that
+    it has not expired, was not issued in the future and is not before its `nbf`, each within
+    `skew`. ValueError names what is wrong."""
+    issued_at, expires_at, not_before = (numeric_date(claims, name) for name in ("iat", "exp", "nbf"))
+    if expires_at is None:
+        raise ValueError("exp is required")
+    if now > expires_at + skew:
+        raise ValueError("has expired")
+    if (issued_at is not None and issued_at > now + skew) or (not_before is not None and not_before > now + skew):
+        raise ValueError("is not valid yet")
+    return issued_at, expires_at

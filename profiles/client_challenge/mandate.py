@@ -1,0 +1,71 @@
+"""`mandate`: a user-signed mandate as a challenge answer (issue 5; the trading agent of the
+seeds: "buy up to this amount for me").
+
+The client sends the mandate as the `mandate` token request parameter of its follow-up. It is a
+JWT (`typ` mandate+jwt) signed by an issuer this AS trusts for its users (the user's wallet or
+IdP key): `iss`, `sub` the user, `aud` this AS, `client_id` the agent it empowers, `exp`, `jti`,
+and `cnf.jkt` the agent's DPoP key, so that only that agent can present it. Its other claims are
+the constraints (e.g. `actions`, `max_amount`, `resources`); policies bound the grant by them
+through `context.client_evidence.claims` (DESIGN §3). A mandate may be presented again while it
+lives, always by the key it names: its reuse is what its constraints allow, per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from profiles.arap.model import JSONObject
+from profiles.arap.signed import KeyResolver, UnverifiedToken, lifetime, verify_jwt
+from profiles.client_challenge.evidence import (
+    ASYMMETRIC,
+    EvidenceContext,
+    EvidenceInput,
+    VerifiedEvidence,
+    policy_claims,
+    refused,
+)
+
+TYPE = "mandate"
+TYP = "mandate+jwt"
+_JKT = "jkt:"
+
+
+class MandateVerifier:
+    """`issuers` resolves (`iss`, `kid`) to a key trusted to sign users' mandates."""
+
+    type = TYPE
+
+    def __init__(self, issuers: KeyResolver) -> None:
+        self.issuers = issuers
+
+    def requirement(self) -> JSONObject:
+        return {"mandate_types": [TYP], "parameter": "mandate"}
+
+    def verify(self, supplied: EvidenceInput, context: EvidenceContext) -> VerifiedEvidence:
+        if not supplied.mandate:
+            raise refused("mandate: send the user's mandate as the mandate parameter")
+        try:
+            verified = verify_jwt(supplied.mandate, resolve_key=self.issuers, audience=context.audience, algorithms=ASYMMETRIC, typ=TYP)
+        except UnverifiedToken as exc:
+            raise refused(f"mandate: {exc.detail}") from None
+        claims = verified.claims
+        try:
+            _, expires_at = lifetime(claims, now=context.now, skew=context.skew)
+        except ValueError as exc:
+            raise refused(f"mandate {exc}") from None
+        if claims.get("client_id") != context.client_id:
+            raise refused("the mandate empowers another client")
+        if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
+            raise refused("the mandate needs sub and jti")
+        cnf = claims.get("cnf")
+        bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+        presented = context.key_thumbprint.removeprefix(_JKT) if context.key_thumbprint.startswith(_JKT) else None
+        if not isinstance(bound, str) or presented is None or not hmac.compare_digest(bound.encode(), presented.encode()):
+            raise refused("the mandate is bound to another key")
+        return VerifiedEvidence(
+            type=TYPE,
+            issuer=str(claims["iss"]),
+            claims=policy_claims(claims, iss=claims["iss"], sub=claims["sub"]),
+            jti=None,
+            remember_until=expires_at + context.skew,
+        )
