@@ -147,15 +147,11 @@ class Authenticator:
         if not self._jwt or authorization is None:
             return
         kind, _, credential = authorization.partition(" ")
-        token = credential.strip()
-        if kind.lower() != "bearer" or token.count(".") != 2:
+        found = self._jwt_entry(credential.strip()) if kind.lower() == "bearer" else None
+        if found is None:
             return
-        header, claims = unverified_parts(token)
-        issuer, subject, kid = claims.get("iss"), claims.get("sub"), header.get("kid")
-        if not isinstance(issuer, str) or not isinstance(subject, str) or not isinstance(kid, (str, type(None))):
-            return
-        entry = self._jwt.get((issuer, subject))
-        if entry is not None and entry.keys.needs_fetch(kid):
+        entry, kid = found
+        if isinstance(kid, (str, type(None))) and entry.keys.needs_fetch(kid):
             await entry.keys.ensure(kid)
 
     def authenticate(self, authorization: str | None, client_host: str | None, scope: Scope, client_cert: str | None = None) -> Caller:
@@ -172,22 +168,15 @@ class Authenticator:
         found = _match(authorization, self._callers)
         if found is None and self._jwt:
             found = self._jwt_holder(authorization.partition(" ")[2].strip())
-        if found is None:
-            raise AuthError(401, "invalid credentials")
-        if scope not in found.scopes:
-            raise AuthError(403, f"caller {found.name!r} may not use this API (needs scope {scope!r})")
-        return found
+        return _scoped(found, scope)
 
     def _jwt_holder(self, token: str) -> Caller | None:
         """The configured caller a bearer JWT authenticates, or None. Why a token is refused is
         logged (never the token), not told to the client."""
-        if token.count(".") != 2:
+        found = self._jwt_entry(token)
+        if found is None:
             return None
-        _, unverified = unverified_parts(token)
-        issuer, subject = unverified.get("iss"), unverified.get("sub")
-        entry = self._jwt.get((issuer, subject)) if isinstance(issuer, str) and isinstance(subject, str) else None
-        if entry is None:
-            return None
+        entry, _ = found
         credential = entry.credential
 
         def resolve(iss: str | None, kid: str | None) -> Any:
@@ -200,6 +189,16 @@ class Authenticator:
             log.info("caller JWT refused", extra={"caller": entry.caller.name, "reason": exc.detail[:200]})
             return None
         return entry.caller
+
+    def _jwt_entry(self, token: str) -> tuple[_JwtCaller, object] | None:
+        """The configured JWT caller a token claims to come from (its unverified `iss` and
+        `sub`), with the `kid` of its header; None for anything else."""
+        if token.count(".") != 2:
+            return None
+        header, claims = unverified_parts(token)
+        issuer, subject = claims.get("iss"), claims.get("sub")
+        entry = self._jwt.get((issuer, subject)) if isinstance(issuer, str) and isinstance(subject, str) else None
+        return None if entry is None else (entry, header.get("kid"))
 
     def _trusted_proxy(self, host: str) -> bool:
         try:
@@ -218,12 +217,7 @@ class Authenticator:
             der = base64.b64decode(value[1:-1] + "=" * (-len(value[1:-1]) % 4), validate=True)
         except ValueError:
             return None
-        digest = hashlib.sha256(der).digest()
-        found: Caller | None = None
-        for expected, holder in self._mtls:
-            if hmac.compare_digest(digest, expected):
-                found = holder
-        return found
+        return _holder(hashlib.sha256(der).digest(), self._mtls)
 
     def reviewer(self, authorization: str | None) -> Reviewer:
         """The reviewer a reviewer-API request comes from, or AuthError 401. Reviewers always
@@ -241,7 +235,12 @@ def _match(authorization: str, candidates: list[tuple[bytes, T]]) -> T | None:
     kind, _, credential = authorization.partition(" ")
     if kind.lower() != "bearer" or not credential.strip():
         raise AuthError(401, "unsupported authorization scheme: use Bearer")
-    digest = hashlib.sha256(credential.strip().encode()).digest()
+    return _holder(hashlib.sha256(credential.strip().encode()).digest(), candidates)
+
+
+def _holder(digest: bytes, candidates: list[tuple[bytes, T]]) -> T | None:
+    """The candidate whose digest is `digest`, compared in constant time against every one
+    (no early exit: the time does not tell how far down the list a match was)."""
     found: T | None = None
     for expected, holder in candidates:
         if hmac.compare_digest(digest, expected):
