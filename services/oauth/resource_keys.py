@@ -40,22 +40,10 @@ class ResourceServer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ResourceServerKeys:
-    def __init__(
-        self,
-        servers: Sequence[ResourceServer],
-        *,
-        ca_file: str = "",
-        timeout: float = 5.0,
-        min_age: int = 60,
-        max_age: int = 3600,
-        min_refresh: float = 10.0,
-    ) -> None:
-        self._keys = {
-            server.issuer: JwksCache(
-                server.jwks_uri, jwks=server.jwks, ca_file=ca_file, timeout=timeout, min_age=min_age, max_age=max_age, min_refresh=min_refresh
-            )
-            for server in servers
-        }
+    def __init__(self, servers: Sequence[ResourceServer], **cache_options: Any) -> None:
+        """One JwksCache per RS; `cache_options` are JwksCache's (ca_file, timeout, min_age,
+        max_age, min_refresh), the same for every RS."""
+        self._keys = {server.issuer: JwksCache(server.jwks_uri, jwks=server.jwks, **cache_options) for server in servers}
 
     async def resolver(self, token: object) -> KeyResolver:
         """A `(iss, kid) -> key` resolver for verifying `token` (profiles.arop.txn_challenge):
