@@ -173,7 +173,8 @@ class SidecarService:
         again), evaluate its operation per the placement, then one access request as for DTR."""
         assert request.transaction_challenge is not None
         challenge = await self.txn.verify(request.transaction_challenge, now)
-        current = await self.txn.admit(challenge, presenter(request, authority=caller.name), now)
+        presented_by = presenter(request, authority=caller.name)
+        current = await self.txn.admit(challenge, presented_by, now)
         if current is not None:
             return await self._repeat(caller, current, now)
         requested = challenge.requested()
@@ -181,7 +182,7 @@ class SidecarService:
         choice = self.txn.choose(request, verdicts)
         if choice != "defer":
             return choice
-        dedup_key = txn_dedup_key(presenter(request, authority=caller.name), challenge.iss, challenge.txn)
+        dedup_key = txn_dedup_key(presented_by, challenge.iss, challenge.txn)
         return await self._defer(caller, request, requested, evaluated, now, dedup_key=dedup_key, challenge=challenge)
 
     async def _evaluate(self, caller: Caller, requests: Sequence[EvaluationRequest]) -> list[Decision]:
