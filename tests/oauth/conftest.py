@@ -25,6 +25,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from profiles.arop import ciba, dtr
+from profiles.arap.signed import unverified_parts
 from profiles.arop.txn_challenge import TYP
 from services.auth import new_api_key
 from services.config import REPO_ROOT
@@ -48,6 +49,12 @@ def agents_bundle(target: Path) -> Path:
     assert 'request_schema = "schemas/owner_approval.json"\n' in text
     workflows.write_text(text.replace('request_schema = "schemas/owner_approval.json"\n', ""))
     return target
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The claims of a JWT the test AS minted: what the sidecar told it to mint (the signature
+    is the AS's business)."""
+    return unverified_parts(token)[1]
 
 
 class Deployment:

@@ -16,13 +16,10 @@ buying on alice-main, CIBA (poll mode) for trader-7 acting for alice, who approv
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import msgspec
@@ -32,7 +29,7 @@ from joserfc.jwk import ECKey
 from profiles.arop import ciba, dtr
 from profiles.arop.handles import handle_digest
 from services.store import ContinuationHandle, create_store
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of
 from tests.support import poll
 
 
@@ -138,12 +135,6 @@ def short_setup(backend: str, rs_keys: tuple[ResourceServer, str, str], tmp_path
         yield Setup(deployed, rs_keys[0])
 
 
-def claims(token: str) -> dict[str, Any]:
-    """What the sidecar told the AS to mint (the token's signature is the AS's business)."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
-
-
 def refused(response: httpx.Response) -> str:
     """An RFC 6749 §5.2 error with nothing else in it (OP-1, OP-70)."""
     assert response.status_code == 400, response.text
@@ -184,7 +175,7 @@ def test_op_16_op_33_op_34_tx_66_pending_polls_approval_then_a_grant_bounded_by_
     issued = binding.poll(client, handle)
     assert issued.status_code == 200, issued.text
     body = issued.json()
-    token = claims(body["access_token"])
+    token = claims_of(body["access_token"])
     assert token["exp"] <= approved_until.timestamp() and 0 < body["expires_in"] <= 300  # OP-34
     assert token["cnf"] == {"jkt": client.jkt} and body["token_type"] == "DPoP"  # OP-63
     assert token["aud"] == [RS]  # OP-5, OP-59
@@ -267,8 +258,8 @@ def test_tx_7_tx_38_d_9_an_auto_approved_request_completes_without_waiting(setup
         answer = binding.poll(client, handle)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["authorization_details"][0]["amount"] == AUTO_APPROVED and claims(body["access_token"])["cnf"] == {"jkt": client.jkt}
-    assert claims(body["access_token"]).get("txn") if name == "txn" else "txn" not in claims(body["access_token"])
+    assert body["authorization_details"][0]["amount"] == AUTO_APPROVED and claims_of(body["access_token"])["cnf"] == {"jkt": client.jkt}
+    assert claims_of(body["access_token"]).get("txn") if name == "txn" else "txn" not in claims_of(body["access_token"])
 
 
 def test_op_12_tx_37_tx_67_the_as_advertises_each_transport_it_serves(setup: Setup) -> None:

@@ -12,7 +12,6 @@ and alice approves it herself (the workflow allows self-approval, as CIBA's deco
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from profiles.arop.ciba import AUTH_REQ_ID_CLAIM
 from tests.https_receiver import HttpsReceiver, Received, TestCA, https_receiver
-from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, ciba_bundle, deployment
+from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, ciba_bundle, claims_of, deployment
 from tests.server import free_port
 from tests.support import poll
 
@@ -85,11 +84,6 @@ def new_task(deployed: Deployment, before: set[str]) -> str:
     return task_id
 
 
-def claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
-
-
 def test_op_51_tx_23_tx_25_poll_pending_then_approval_then_token(ciba_deployed: Ciba) -> None:
     deployed = ciba_deployed.deployed
     client = ciba_deployed.register("trader-7", "poll")
@@ -104,7 +98,7 @@ def test_op_51_tx_23_tx_25_poll_pending_then_approval_then_token(ciba_deployed: 
     deployed.review(task_id, "approve")
     issued = client.poll_ciba(body["auth_req_id"])
     assert issued.status_code == 200, issued.text
-    token = claims(issued.json()["access_token"])
+    token = claims_of(issued.json()["access_token"])
     assert token["sub"] == "alice" and token["cnf"] == {"jkt": client.jkt}
     assert issued.json()["authorization_details"][0]["amount"] == 5100  # OP-55
     again = client.poll_ciba(body["auth_req_id"])
@@ -172,9 +166,9 @@ def test_op_51_tx_27_push_the_as_mints_and_delivers_the_tokens(ciba_deployed: Ci
     tokens = json.loads(delivered.body)
     assert {"auth_req_id", "access_token", "token_type", "expires_in", "id_token", "authorization_details"} <= set(tokens)
     assert tokens["authorization_details"][0]["amount"] == 5107  # OP-55
-    id_token = claims(tokens["id_token"])
+    id_token = claims_of(tokens["id_token"])
     assert id_token[AUTH_REQ_ID_CLAIM] == body["auth_req_id"] and "at_hash" in id_token
-    access = claims(tokens["access_token"])
+    access = claims_of(tokens["access_token"])
     assert access["sub"] == "alice" and access["cnf"] == {"jkt": client.jkt}
 
 

@@ -8,15 +8,13 @@ auto-approved, up to 50,000 requestable through alice's approval; alice-frozen i
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.oauth.conftest import APPROVABLE, INTERVAL, Deployment, OAuthClient
+from tests.oauth.conftest import APPROVABLE, INTERVAL, Deployment, OAuthClient, claims_of
 
 
 def deferred(client: OAuthClient, amount: int = APPROVABLE, **members: str) -> dict[str, Any]:
@@ -38,20 +36,13 @@ def wait_interval(seconds: float = INTERVAL) -> None:
     time.sleep(seconds + 0.2)
 
 
-def _unverified(token: str) -> dict[str, Any]:
-    """The claims of an access token (its signature is the AS's business; the tests check
-    what the sidecar told the AS to mint)."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
-
-
 def test_op_3_standing_access_is_a_token_at_once_bounded_by_the_ttl(deployed: Deployment) -> None:
     client = deployed.client()
     response = client.trade(500)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "DPoP" and body["expires_in"] == 900 and "refresh_token" not in body
-    token = _unverified(body["access_token"])
+    token = claims_of(body["access_token"])
     assert token["cnf"] == {"jkt": client.jkt} and token["aud"] == ["https://broker.example"]
     assert body["authorization_details"] == [{"type": "trade", "identifier": "alice-main", "actions": ["buy"], "amount": 500}]
 
@@ -70,7 +61,7 @@ def test_op_16_op_34_pending_polls_approval_then_a_token_bounded_by_approved_unt
     issued = client.poll(pending["deferral_code"])
     assert issued.status_code == 200, issued.text
     body = issued.json()
-    token = _unverified(body["access_token"])
+    token = claims_of(body["access_token"])
     assert token["exp"] <= approved_until.timestamp() and body["expires_in"] <= 300
     assert token["cnf"] == {"jkt": client.jkt} and token["sub"] == "trader-7" and "refresh_token" in body
     assert body["authorization_details"][0]["amount"] == APPROVABLE
@@ -130,10 +121,10 @@ def test_op_35_refresh_after_approved_until_is_invalid_grant(deployed: Deploymen
     approved_until = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
     deployed.review(new_task(deployed, before), "approve", approved_until=approved_until.isoformat().replace("+00:00", "Z"))
     body = client.poll(pending["deferral_code"]).json()
-    assert body["expires_in"] <= 4 and _unverified(body["access_token"])["exp"] <= approved_until.timestamp()
+    assert body["expires_in"] <= 4 and claims_of(body["access_token"])["exp"] <= approved_until.timestamp()
     refreshed = client.refresh(body["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
-    assert _unverified(refreshed.json()["access_token"])["exp"] <= approved_until.timestamp()
+    assert claims_of(refreshed.json()["access_token"])["exp"] <= approved_until.timestamp()
     time.sleep(max(0.0, approved_until.timestamp() - time.time()) + 0.5)
     late = client.refresh(body["refresh_token"])
     assert (late.status_code, late.json()) == (400, {"error": "invalid_grant"})

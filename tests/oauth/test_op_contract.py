@@ -10,7 +10,6 @@ to the sidecar API as the AS would. Named after the requirement each test proves
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -26,7 +25,7 @@ from joserfc.jwk import ECKey
 
 from profiles.arop.txn_challenge import TYP
 from services.auth import new_api_key
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, VARIANTS, Deployment, OAuthClient, ResourceServer, all_bindings, deployment
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, VARIANTS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of, deployment
 
 CLIENT_AUTH = "client_secret_post"
 # OP-1: what a client may see. Errors: RFC 6749 §5.2 plus DTR's pending members (TX-9, TX-15)
@@ -147,11 +146,6 @@ def new_task(deployed: Deployment, before: set[str]) -> str:
 
 def wait_interval() -> None:
     time.sleep(INTERVAL + 0.2)
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
 
 
 def instant(seconds: int) -> tuple[datetime, str]:

@@ -31,7 +31,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from profiles.arop import ciba
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -70,12 +70,6 @@ def contract(backend: str, rs_keys: tuple[ResourceServer, str, str], tmp_path_fa
 
 def details(amount: int, portfolio: str = "alice-main") -> str:
     return json.dumps([{"type": "trade", "identifier": portfolio, "actions": ["buy"], "amount": amount}])
-
-
-def claims(token: str) -> dict[str, Any]:
-    """What the sidecar told the AS to mint (the signature is the AS's business)."""
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
 
 
 def token_request(client: OAuthClient, key: ECKey | None = None, path: str = "/token", headers: Any = None, **form: Any) -> httpx.Response:
@@ -146,7 +140,7 @@ def test_tx_7_with_the_opt_in_an_allowed_request_is_still_a_token_at_once(contra
     client = contract.deployed.client()
     before = contract.deployed.inbox()
     issued = client.trade(600, completion_mode="deferred")
-    assert issued.status_code == 200 and claims(issued.json()["access_token"])["authorization_details"][0]["amount"] == 600
+    assert issued.status_code == 200 and claims_of(issued.json()["access_token"])["authorization_details"][0]["amount"] == 600
     refused = client.trade(600, portfolio="alice-frozen", completion_mode="deferred")
     assert error_of(refused) == "invalid_authorization_details"  # an error, synchronously
     assert contract.deployed.inbox() == before
@@ -186,7 +180,7 @@ def test_tx_8_tx_76_a_token_exchange_is_deferred_then_redeemed(contract: Contrac
     contract.deployed.review(contract.task_of(before), "approve")
     issued = client.poll(pending.json()["deferral_code"])
     assert issued.status_code == 200, issued.text
-    token = claims(issued.json()["access_token"])
+    token = claims_of(issued.json()["access_token"])
     assert token["sub"] == "trader-7" and token["authorization_details"][0]["amount"] == APPROVABLE + 320
     assert token["cnf"] == {"jkt": client.jkt}  # TX-18: the originating key
 
@@ -226,9 +220,9 @@ def test_tx_25_the_ciba_token_response_carries_an_id_token_and_the_granted_detai
     body = issued.json()
     assert {"access_token", "token_type", "expires_in", "id_token", "authorization_details"} <= set(body)
     assert body["authorization_details"] == json.loads(details(APPROVABLE + 370))
-    id_token = claims(body["id_token"])
+    id_token = claims_of(body["id_token"])
     assert (id_token["sub"], id_token["aud"]) == ("alice", "trader-7") and id_token["at_hash"]
-    assert claims(body["access_token"])["sub"] == "alice"
+    assert claims_of(body["access_token"])["sub"] == "alice"
 
 
 # -- §4 the transaction challenge (TX-37, TX-38, TX-46, TX-47) ----------------------------------
@@ -249,8 +243,8 @@ def test_tx_38_tx_46_an_auto_approved_challenge_is_answered_with_the_token_at_on
     body = response.json()
     assert "transaction_authorization_id" not in body and body["token_type"] == "DPoP"
     assert response.headers["cache-control"] == "no-store"
-    token = claims(body["access_token"])
-    assert token["txn"] == claims(challenge)["txn"] and token["aud"] == [RS]  # TX-45
+    token = claims_of(body["access_token"])
+    assert token["txn"] == claims_of(challenge)["txn"] and token["aud"] == [RS]  # TX-45
     assert body["authorization_details"] == token["authorization_details"] == operation  # TX-44
     assert 0 < body["expires_in"] <= 900 and token["cnf"] == {"jkt": client.jkt}  # TX-46: limited, sender-constrained
     assert "refresh_token" not in body
@@ -298,7 +292,7 @@ def test_tx_68_resource_is_repeatable_and_a_bad_one_is_invalid_target(contract: 
     client = contract.deployed.client()
     both = token_request(client, grant_type="client_credentials", authorization_details=details(500), resource=[RS, "https://reports.example"])
     assert both.status_code == 200, both.text
-    assert claims(both.json()["access_token"])["aud"] == [RS, "https://reports.example"]
+    assert claims_of(both.json()["access_token"])["aud"] == [RS, "https://reports.example"]
     for bad in (f"{RS}#orders", "broker.example", "/orders"):
         response = token_request(client, grant_type="client_credentials", authorization_details=details(500), resource=bad)
         assert error_of(response) == "invalid_target"
@@ -337,12 +331,12 @@ def test_tx_69_tx_70_tx_72_the_as_refuses_bad_dpop_proofs(contract: Contract) ->
 def test_tx_71_a_refresh_token_is_bound_to_the_dpop_key(contract: Contract) -> None:
     client = contract.deployed.client()
     body = approved_token(contract, client, APPROVABLE + 380)
-    assert body["token_type"] == "DPoP" and claims(body["access_token"])["cnf"] == {"jkt": client.jkt}
+    assert body["token_type"] == "DPoP" and claims_of(body["access_token"])["cnf"] == {"jkt": client.jkt}
     other = token_request(client, ECKey.generate_key("P-256"), grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert error_of(other) == "invalid_grant"
     refreshed = client.refresh(body["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
-    assert claims(refreshed.json()["access_token"])["cnf"] == {"jkt": client.jkt}
+    assert claims_of(refreshed.json()["access_token"])["cnf"] == {"jkt": client.jkt}
 
 
 # -- §8 token exchange (TX-73..TX-76) -----------------------------------------------------------
@@ -374,7 +368,7 @@ def test_tx_74_tx_75_tx_76_an_exchanged_token_stays_inside_the_approval(contract
     assert exchanged.status_code == 200, exchanged.text
     body = exchanged.json()
     assert body["issued_token_type"] == ACCESS_TOKEN_TYPE and body["token_type"] == "DPoP" and "refresh_token" not in body
-    token = claims(body["access_token"])
+    token = claims_of(body["access_token"])
     assert token["exp"] <= approved_until.timestamp() and token["cnf"] == {"jkt": client.jkt} and token["aud"] == [RS]
     assert token["authorization_details"] == granted["authorization_details"]
     outside = token_request(client, grant_type=TOKEN_EXCHANGE, resource="https://elsewhere.example", **subject)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, deployment, txn_oauth
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, claims_of, deployment, txn_oauth
 from tests.server import free_port
 
 
@@ -60,11 +60,6 @@ def accepted(client: OAuthClient, challenge: str) -> dict[str, Any]:
 def refused(response: httpx.Response) -> str:
     assert response.status_code == 400, response.text
     return response.json()["error"]  # type: ignore[no-any-return]
-
-
-def _claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
 
 
 def _txn_deployment(backend: str, workdir: Path, rs_keys: tuple[ResourceServer, str, str], placement: str) -> Iterator[TxnDeployment]:
@@ -114,7 +109,7 @@ def approved_txn_flow(txn: TxnDeployment) -> None:
     assert pending["interval"] == INTERVAL and 0 < pending["expires_in"] <= 3600
     task_id = new_task(txn.deployed, before)
     shown = json.dumps(txn.deployed.task(task_id))
-    assert _claims(challenge)["reason"] in shown and _claims(challenge)["txn"] in shown  # D-AROP-23: the reviewer sees them
+    assert claims_of(challenge)["reason"] in shown and claims_of(challenge)["txn"] in shown  # D-AROP-23: the reviewer sees them
     wait_interval()
     still = poll(client, pending["transaction_authorization_id"])
     assert still.status_code == 400 and still.json() == {"error": "authorization_pending"}  # TX-40: the bare error
@@ -125,8 +120,8 @@ def approved_txn_flow(txn: TxnDeployment) -> None:
     assert issued.status_code == 200, issued.text
     body = issued.json()
     assert "refresh_token" not in body and body["token_type"] == "DPoP"  # OP-59: no refresh
-    claims = _claims(body["access_token"])
-    challenged = _claims(challenge)
+    claims = claims_of(body["access_token"])
+    challenged = claims_of(challenge)
     assert claims["txn"] == challenged["txn"] and claims["aud"] == [RS]  # TX-45
     assert claims["authorization_details"] == challenged["authorization_details"] == body["authorization_details"]
     assert claims["cnf"] == {"jkt": client.jkt} and claims["exp"] <= approved_until.timestamp()
