@@ -38,7 +38,8 @@ from services.store import Store
 from services.store.audit import stored_chain
 from services.store.records import AuditEvent, ContinuationHandle
 from tests.https_receiver import Received
-from tests.oauth.test_ciba_flow import Ciba, accepted, ciba_deployment, claims, new_task
+from tests.oauth.conftest import claims_of, new_task
+from tests.oauth.test_ciba_flow import Ciba, accepted, ciba_deployment
 from tests.support import on_store, poll
 
 CALLBACKS = "callback_timeout = 3\n"
@@ -112,9 +113,9 @@ def assert_pushed_tokens(push: Received, auth_req_id: str, token: str, amount: i
     tokens = json.loads(push.body)
     assert {"auth_req_id", "access_token", "token_type", "expires_in", "id_token", "authorization_details"} <= set(tokens)
     assert tokens["auth_req_id"] == auth_req_id and tokens["authorization_details"][0]["amount"] == amount
-    id_token = claims(tokens["id_token"])
+    id_token = claims_of(tokens["id_token"])
     assert id_token[AUTH_REQ_ID_CLAIM] == auth_req_id and "at_hash" in id_token
-    assert claims(tokens["access_token"])["sub"] == "alice"
+    assert claims_of(tokens["access_token"])["sub"] == "alice"
 
 
 def notices(ciba: Ciba, auth_req_id: str) -> list[dict[str, Any]]:
@@ -158,7 +159,7 @@ def test_tx_26_op_30_ping_is_delivered_after_a_sigkill_and_the_client_redeems(ci
     assert handle.state == "pending"  # notified; the client redeems
     issued = client.poll_ciba(auth_req_id)
     assert issued.status_code == 200, issued.text
-    token = claims(issued.json()["access_token"])
+    token = claims_of(issued.json()["access_token"])
     assert token["sub"] == "alice" and token["cnf"] == {"jkt": client.jkt}
     assert issued.json()["authorization_details"][0]["amount"] == 5201  # OP-55
 
@@ -179,7 +180,7 @@ def test_tx_27_op_51_push_tokens_are_minted_and_delivered_after_a_sigkill(ciba: 
     assert poll(lambda: bool(delivered(ciba, task_id, "ciba.push")), RETRIED), "the push was not delivered after the restart"
     [push] = ciba.notified("/push", auth_req_id)  # the AS acted on one notice: the one it accepted
     assert_pushed_tokens(push, auth_req_id, "cnt-crash-5202", 5202)
-    assert claims(json.loads(push.body)["access_token"])["cnf"] == {"jkt": client.jkt}
+    assert claims_of(json.loads(push.body)["access_token"])["cnf"] == {"jkt": client.jkt}
     handle = assert_noticed_once(ciba, task_id, "ciba.push")
     assert_minted_from_one_grant(ciba, auth_req_id, handle)
     assert len(notices(ciba, auth_req_id)) >= 2  # refused before the kill, accepted after it

@@ -57,6 +57,18 @@ def claims_of(token: str) -> dict[str, Any]:
     return unverified_parts(token)[1]
 
 
+def new_task(deployed: Deployment, before: set[str]) -> str:
+    """The one access request opened since `before`, as alice's inbox shows it (the sidecar
+    submits before it answers pending)."""
+    [task_id] = deployed.inbox() - before
+    return task_id
+
+
+def wait_interval(seconds: float = INTERVAL) -> None:
+    """Long enough for the next poll not to be early."""
+    time.sleep(seconds + 0.2)
+
+
 class Deployment:
     """The service, its AS, and the reviewers' side (alice owns alice-main). `kill` and `restart`
     crash the service and start it again on the same store and port (tests/server.py

@@ -16,7 +16,6 @@ buying on alice-main, CIBA (poll mode) for trader-7 acting for alice, who approv
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from joserfc.jwk import ECKey
 from profiles.arop import ciba, dtr
 from profiles.arop.handles import handle_digest
 from services.store import ContinuationHandle, create_store
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of
+from tests.oauth.conftest import APPROVABLE, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of, new_task, wait_interval
 from tests.support import poll
 
 
@@ -118,8 +117,7 @@ class Setup:
         binding, client = self.bindings[name], self.deployed.client()
         before = self.deployed.inbox()
         handle = binding.handle(binding.start(client, amount))
-        [task_id] = self.deployed.inbox() - before  # the sidecar submitted before answering pending
-        return binding, client, handle, task_id
+        return binding, client, handle, new_task(self.deployed, before)
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +155,6 @@ def stored(deployed: Deployment, handle: str) -> ContinuationHandle:
         return record
 
     return asyncio.run(read())
-
-
-def wait_interval() -> None:
-    time.sleep(INTERVAL + 0.2)
 
 
 @pytest.mark.parametrize("name", BINDINGS)

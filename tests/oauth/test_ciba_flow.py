@@ -23,7 +23,7 @@ import pytest
 
 from profiles.arop.ciba import AUTH_REQ_ID_CLAIM
 from tests.https_receiver import HttpsReceiver, Received, TestCA, https_receiver
-from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, ciba_bundle, claims_of, deployment
+from tests.oauth.conftest import INTERVAL, VARIANTS, Deployment, OAuthClient, ciba_bundle, claims_of, deployment, new_task
 from tests.server import free_port
 from tests.support import poll
 
@@ -77,11 +77,6 @@ def accepted(response: Any, *, interval: bool = True) -> dict[str, Any]:
     assert set(body) == ({"auth_req_id", "expires_in", "interval"} if interval else {"auth_req_id", "expires_in"}), body
     assert len(body["auth_req_id"]) >= 43 and body["expires_in"] > 0  # TX-21: high entropy
     return body  # type: ignore[no-any-return]
-
-
-def new_task(deployed: Deployment, before: set[str]) -> str:
-    [task_id] = deployed.inbox() - before
-    return task_id
 
 
 def test_op_51_tx_23_tx_25_poll_pending_then_approval_then_token(ciba_deployed: Ciba) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.oauth.conftest import APPROVABLE, INTERVAL, Deployment, OAuthClient, claims_of
+from tests.oauth.conftest import APPROVABLE, INTERVAL, Deployment, OAuthClient, claims_of, new_task, wait_interval
 
 
 def deferred(client: OAuthClient, amount: int = APPROVABLE, **members: str) -> dict[str, Any]:
@@ -24,16 +24,6 @@ def deferred(client: OAuthClient, amount: int = APPROVABLE, **members: str) -> d
     body = response.json()
     assert body["error"] == "authorization_pending" and set(body) == {"error", "deferral_code", "expires_in", "interval"}, body
     return body  # type: ignore[no-any-return]
-
-
-def new_task(deployed: Deployment, before: set[str]) -> str:
-    """The one access request opened since `before`, as alice's inbox shows it."""
-    [task_id] = deployed.inbox() - before  # the sidecar submits before answering pending
-    return task_id
-
-
-def wait_interval(seconds: float = INTERVAL) -> None:
-    time.sleep(seconds + 0.2)
 
 
 def test_op_3_standing_access_is_a_token_at_once_bounded_by_the_ttl(deployed: Deployment) -> None:

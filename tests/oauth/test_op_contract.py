@@ -25,7 +25,7 @@ from joserfc.jwk import ECKey
 
 from profiles.arop.txn_challenge import TYP
 from services.auth import new_api_key
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, VARIANTS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of, deployment
+from tests.oauth.conftest import APPROVABLE, RS, VARIANTS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of, deployment, new_task, wait_interval
 
 CLIENT_AUTH = "client_secret_post"
 # OP-1: what a client may see. Errors: RFC 6749 §5.2 plus DTR's pending members (TX-9, TX-15)
@@ -137,15 +137,6 @@ def ok(response: httpx.Response) -> dict[str, Any]:
 def error(response: httpx.Response) -> str:
     assert response.status_code == 400, response.text
     return response.json()["error"]  # type: ignore[no-any-return]
-
-
-def new_task(deployed: Deployment, before: set[str]) -> str:
-    [task_id] = deployed.inbox() - before  # the sidecar submits before answering pending
-    return task_id
-
-
-def wait_interval() -> None:
-    time.sleep(INTERVAL + 0.2)
 
 
 def instant(seconds: int) -> tuple[datetime, str]:

@@ -31,7 +31,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from profiles.arop import ciba
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, all_bindings, claims_of, wait_interval
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -104,10 +104,6 @@ def error_of(response: httpx.Response, status: int = 400) -> str:
     assert isinstance(body.get("error"), str), body
     assert NQSCHAR.fullmatch(body.get("error_description", "")), body
     return str(body["error"])
-
-
-def wait_interval(seconds: float = INTERVAL) -> None:
-    time.sleep(seconds + 0.2)
 
 
 # -- §1 common plumbing (TX-3, TX-4) ---------------------------------------------------------

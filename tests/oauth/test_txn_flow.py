@@ -24,7 +24,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, claims_of, deployment, txn_oauth
+from tests.oauth.conftest import APPROVABLE, INTERVAL, RS, Deployment, OAuthClient, ResourceServer, claims_of, deployment, new_task, txn_oauth, wait_interval
 from tests.server import free_port
 
 
@@ -78,15 +78,6 @@ def resource_pep(backend: str, rs_keys: tuple[ResourceServer, str, str], tmp_pat
 def both_pep(backend: str, rs_keys: tuple[ResourceServer, str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TxnDeployment]:
     """OP-8: the RS and the AS's own policy."""
     yield from _txn_deployment(backend, tmp_path_factory.mktemp(f"txn-both-{backend}"), rs_keys, "both")
-
-
-def new_task(deployed: Deployment, before: set[str]) -> str:
-    [task_id] = deployed.inbox() - before
-    return task_id
-
-
-def wait_interval() -> None:
-    time.sleep(INTERVAL + 0.2)
 
 
 # -- the flow ------------------------------------------------------------------------------
