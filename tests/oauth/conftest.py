@@ -160,9 +160,18 @@ class OAuthClient:
         form = self.form(grant_type=ciba.GRANT_TYPE, auth_req_id=auth_req_id)
         return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
 
-    def revoke(self, deferral_code: str) -> httpx.Response:
+    def revoke(self, deferral_code: str, key: ECKey | None = None) -> httpx.Response:
         form = self.form(token=deferral_code, token_type_hint=dtr.DEFERRAL_CODE_HINT)
-        return self.http.post("/revoke", data=form, headers={"DPoP": self.proof("/revoke")})
+        return self.http.post("/revoke", data=form, headers={"DPoP": self.proof("/revoke", key)})
+
+    def present(self, challenge: str) -> httpx.Response:
+        """TX-37: a transaction challenge at the transaction authorization endpoint."""
+        return self.http.post("/txn", data=self.form(transaction_challenge=challenge), headers={"DPoP": self.proof("/txn")})
+
+    def poll_txn(self, transaction_authorization_id: str) -> httpx.Response:
+        """TX-40: a poll of the same endpoint."""
+        form = self.form(transaction_authorization_id=transaction_authorization_id)
+        return self.http.post("/txn", data=form, headers={"DPoP": self.proof("/txn")})
 
 
 @contextmanager

@@ -91,7 +91,7 @@ class TransactionChallenge(Binding):
     def start(self, client: OAuthClient, amount: int) -> httpx.Response:
         details = [{"type": "trade", "identifier": "alice-main", "actions": ["buy"], "amount": amount}]
         challenge = self.rs.challenge(self.audience, txn=str(uuid.uuid4()), authorization_details=details)
-        return client.http.post(self.path, data=client.form(transaction_challenge=challenge), headers={"DPoP": client.proof(self.path)})
+        return client.present(challenge)
 
     def handle(self, pending: httpx.Response) -> str:
         assert pending.status_code == 200, pending.text  # TX-38 (b)

@@ -115,20 +115,6 @@ def deferred(client: OAuthClient, amount: int, portfolio: str = "alice-main") ->
     return body  # type: ignore[no-any-return]
 
 
-def present(client: OAuthClient, challenge: str) -> httpx.Response:
-    return client.http.post("/txn", data=client.form(transaction_challenge=challenge), headers={"DPoP": client.proof("/txn")})
-
-
-def poll_txn(client: OAuthClient, transaction_authorization_id: str) -> httpx.Response:
-    form = client.form(transaction_authorization_id=transaction_authorization_id)
-    return client.http.post("/txn", data=form, headers={"DPoP": client.proof("/txn")})
-
-
-def revoke(client: OAuthClient, token: str, key: ECKey | None = None) -> httpx.Response:
-    form = client.form(token=token, token_type_hint="urn:ietf:params:oauth:token-type:deferral-code")
-    return client.http.post("/revoke", data=form, headers={"DPoP": client.proof("/revoke", key)})
-
-
 def ok(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -201,7 +187,7 @@ def test_op_1_op_2_op_70_op_72_dtr_answers_hold_transport_members_only(contract:
     denied = deferred(client, 6002)
     denied_task = new_task(deployed, before)
     deployed.review(denied_task, "deny", reason="SECRET-denial-reason-6002")
-    answers += [client.poll(denied["deferral_code"]), revoke(client, denied["deferral_code"])]
+    answers += [client.poll(denied["deferral_code"]), client.revoke(denied["deferral_code"])]
     answers += [client.trade(6003), client.trade(6004, portfolio="alice-frozen", completion_mode="deferred")]
 
     assert [r.status_code for r in answers] == [400, 400, 400, 200, 400, 400, 200, 400, 400]
@@ -261,20 +247,20 @@ def test_op_1_op_2_op_70_op_72_txn_answers_hold_transport_members_only(contract:
     deployed, client = contract.deployed, contract.deployed.client()
     answers: list[httpx.Response] = []
     before = deployed.inbox()
-    accepted = present(client, contract.challenge())
+    accepted = client.present(contract.challenge())
     assert set(ok(accepted)) == {"transaction_authorization_id", "expires_in", "interval"}
     approved_task = new_task(deployed, before)
     handle = accepted.json()["transaction_authorization_id"]
     wait_interval()
-    answers += [accepted, poll_txn(client, handle)]
+    answers += [accepted, client.poll_txn(handle)]
     deployed.review(approved_task, "approve")
-    answers += [poll_txn(client, handle), poll_txn(client, handle)]
+    answers += [client.poll_txn(handle), client.poll_txn(handle)]
 
     before = deployed.inbox()
-    denied = present(client, contract.challenge())
+    denied = client.present(contract.challenge())
     denied_task = new_task(deployed, before)
     deployed.review(denied_task, "deny", reason="SECRET-denial-reason-txn")
-    answers += [denied, poll_txn(client, denied.json()["transaction_authorization_id"])]
+    answers += [denied, client.poll_txn(denied.json()["transaction_authorization_id"])]
 
     assert [r.json()["error"] for r in answers if r.status_code == 400] == ["authorization_pending", "invalid_grant", "access_denied"]
     nothing_internal(answers, hidden=[approved_task, denied_task, "SECRET-"], approver="alice")
@@ -344,18 +330,18 @@ def test_op_9_op_24_a_handle_is_usable_only_at_its_own_bindings_endpoint(contrac
     client = contract.deployed.client()
     deferral_code = deferred(client, 6301)["deferral_code"]
     auth_req_id = ok(client.backchannel(6302))["auth_req_id"]
-    transaction_id = ok(present(client, contract.challenge()))["transaction_authorization_id"]
+    transaction_id = ok(client.present(contract.challenge()))["transaction_authorization_id"]
     wait_interval()
     assert error(client.poll_ciba(deferral_code)) == "invalid_grant"
-    assert error(poll_txn(client, deferral_code)) == "invalid_grant"
+    assert error(client.poll_txn(deferral_code)) == "invalid_grant"
     assert error(client.poll(auth_req_id)) == "invalid_grant"
-    assert error(poll_txn(client, auth_req_id)) == "invalid_grant"
+    assert error(client.poll_txn(auth_req_id)) == "invalid_grant"
     assert error(client.poll(transaction_id)) == "invalid_grant"
     assert error(client.poll_ciba(transaction_id)) == "invalid_grant"
     # each is still pending where it belongs: the misuse changed nothing
     assert error(client.poll(deferral_code)) == "authorization_pending"
     assert error(client.poll_ciba(auth_req_id)) == "authorization_pending"
-    assert error(poll_txn(client, transaction_id)) == "authorization_pending"
+    assert error(client.poll_txn(transaction_id)) == "authorization_pending"
 
 
 # -- OP-10, OP-11: the sidecar's own access request, no other AS ---------------------------
@@ -374,7 +360,7 @@ def test_op_11_a_challenge_for_another_as_is_refused_not_acted_on(contract: Cont
     deployed, client = contract.deployed, contract.deployed.client()
     before = deployed.inbox()
     elsewhere = contract.rs.challenge("https://another-as.example")
-    assert error(present(client, elsewhere)) == "invalid_request"
+    assert error(client.present(elsewhere)) == "invalid_request"
     time.sleep(0.3)
     assert deployed.inbox() == before
 
@@ -486,7 +472,7 @@ def test_op_61_op_64_a_revocation_proving_another_key_has_no_effect(contract: Co
     before = deployed.inbox()
     code = deferred(client, 6701)["deferral_code"]
     task_id = new_task(deployed, before)
-    foreign = revoke(client, code, key=ECKey.generate_key("P-256"))
+    foreign = client.revoke(code, key=ECKey.generate_key("P-256"))
     assert (foreign.status_code, foreign.content) == (200, b"")
     assert deployed.task(task_id)["status"] == "pending"
     wait_interval()
@@ -499,28 +485,28 @@ def test_op_54_op_66_ciba_and_txn_requests_have_no_client_cancellation(contract:
     auth_req_id = ok(client.backchannel(6702))["auth_req_id"]
     ciba_task = new_task(deployed, before)
     before = deployed.inbox()
-    transaction_id = ok(present(client, contract.challenge()))["transaction_authorization_id"]
+    transaction_id = ok(client.present(contract.challenge()))["transaction_authorization_id"]
     txn_task = new_task(deployed, before)
     for handle in (auth_req_id, transaction_id):
-        revoked = revoke(client, handle)
+        revoked = client.revoke(handle)
         assert (revoked.status_code, revoked.content) == (200, b"")
     assert deployed.task(ciba_task)["status"] == deployed.task(txn_task)["status"] == "pending"
     wait_interval()
     assert error(client.poll_ciba(auth_req_id)) == "authorization_pending"
-    assert error(poll_txn(client, transaction_id)) == "authorization_pending"
+    assert error(client.poll_txn(transaction_id)) == "authorization_pending"
 
 
 def test_op_65_revocation_answers_200_whether_or_not_the_code_is_known(contract: Contract) -> None:
     deployed, client = contract.deployed, contract.deployed.client()
     for unknown in ("never-issued", "x" * 43):
-        response = revoke(client, unknown)
+        response = client.revoke(unknown)
         assert (response.status_code, response.content) == (200, b"")
     before = deployed.inbox()
     code = deferred(client, 6703)["deferral_code"]
     deployed.review(new_task(deployed, before), "approve")
     ok(client.poll(code))
     for _ in range(2):  # an issued code, twice: still 200, and the grant stands
-        response = revoke(client, code)
+        response = client.revoke(code)
         assert (response.status_code, response.content) == (200, b"")
     assert error(client.poll(code)) == "invalid_grant"
 
@@ -537,7 +523,7 @@ def test_op_69_requested_details_handles_and_challenges_are_not_logged(contract:
     deployed.review(new_task(deployed, before), "approve")
     issued = ok(client.poll(code))
     challenge = contract.challenge()
-    transaction_id = ok(present(client, challenge))["transaction_authorization_id"]
+    transaction_id = ok(client.present(challenge))["transaction_authorization_id"]
     assert error(client.trade(7002, portfolio="alice-frozen")) == "invalid_authorization_details"
     time.sleep(0.5)
     assert deployed.server is not None
@@ -559,7 +545,7 @@ def test_op_72_a_challenge_with_hostile_header_values_is_a_well_formed_invalid_r
         "txn": str(uuid.uuid4()), "reason": "needs approval", "authorization_details": [trade(6801)],
     }
     hostile = jwt.encode({"alg": "ES256", "typ": TYP, "kid": 'rs "1" \\ caf\u00e9'}, claims, key)
-    response = present(client, hostile)
+    response = client.present(hostile)
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["error"] == "invalid_request" and set(body) <= {"error", "error_description"}

@@ -188,7 +188,7 @@ def test_tx_10_tx_21_handles_on_the_wire_carry_256_bits_in_base64url(contract: C
     backchannel = client.backchannel(APPROVABLE + 331)
     assert backchannel.status_code == 200, backchannel.text
     assert backchannel.json()["expires_in"] > 0 and backchannel.json()["interval"] == INTERVAL  # TX-21: REQUIRED / OPTIONAL
-    present = client.http.post("/txn", data=client.form(transaction_challenge=contract.challenge()), headers={"DPoP": client.proof("/txn")})
+    present = client.present(contract.challenge())
     assert present.status_code == 200, present.text
     handles = [deferral_code, backchannel.json()["auth_req_id"], present.json()["transaction_authorization_id"]]
     assert all(HANDLE.fullmatch(handle) for handle in handles) and len(set(handles)) == 3
@@ -234,7 +234,7 @@ def test_tx_38_tx_46_an_auto_approved_challenge_is_answered_with_the_token_at_on
     client = contract.deployed.client()
     operation = json.loads(details(AUTO_APPROVED))
     challenge = contract.challenge(authorization_details=operation)
-    response = client.http.post("/txn", data=client.form(transaction_challenge=challenge), headers={"DPoP": client.proof("/txn")})
+    response = client.present(challenge)
     assert response.status_code == 200, response.text
     body = response.json()
     assert "transaction_authorization_id" not in body and body["token_type"] == "DPoP"
@@ -250,7 +250,7 @@ def test_tx_47_a_txn_token_is_never_exchanged(contract: Contract) -> None:
     client = contract.deployed.client()
     before = contract.deployed.inbox()
     challenge = contract.challenge()
-    present = client.http.post("/txn", data=client.form(transaction_challenge=challenge), headers={"DPoP": client.proof("/txn")})
+    present = client.present(challenge)
     assert present.status_code == 200, present.text
     contract.deployed.review(contract.task_of(before), "approve")
     form = client.form(transaction_authorization_id=present.json()["transaction_authorization_id"])

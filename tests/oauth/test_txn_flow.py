@@ -37,19 +37,8 @@ class TxnDeployment:
         return self.rs.challenge(self.issuer, **claims)
 
 
-def present(client: OAuthClient, challenge: str) -> httpx.Response:
-    """TX-37: the initial request at the transaction authorization endpoint."""
-    return client.http.post("/txn", data=client.form(transaction_challenge=challenge), headers={"DPoP": client.proof("/txn")})
-
-
-def poll(client: OAuthClient, transaction_authorization_id: str) -> httpx.Response:
-    """TX-40: a poll of the same endpoint."""
-    form = client.form(transaction_authorization_id=transaction_authorization_id)
-    return client.http.post("/txn", data=form, headers={"DPoP": client.proof("/txn")})
-
-
 def accepted(client: OAuthClient, challenge: str) -> dict[str, Any]:
-    response = present(client, challenge)
+    response = client.present(challenge)
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
@@ -102,12 +91,12 @@ def approved_txn_flow(txn: TxnDeployment) -> None:
     shown = json.dumps(txn.deployed.task(task_id))
     assert claims_of(challenge)["reason"] in shown and claims_of(challenge)["txn"] in shown  # D-AROP-23: the reviewer sees them
     wait_interval()
-    still = poll(client, pending["transaction_authorization_id"])
+    still = client.poll_txn(pending["transaction_authorization_id"])
     assert still.status_code == 400 and still.json() == {"error": "authorization_pending"}  # TX-40: the bare error
 
     approved_until = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
     txn.deployed.review(task_id, "approve", approved_until=approved_until.isoformat().replace("+00:00", "Z"))
-    issued = poll(client, pending["transaction_authorization_id"])
+    issued = client.poll_txn(pending["transaction_authorization_id"])
     assert issued.status_code == 200, issued.text
     body = issued.json()
     assert "refresh_token" not in body and body["token_type"] == "DPoP"  # OP-59: no refresh
@@ -116,7 +105,7 @@ def approved_txn_flow(txn: TxnDeployment) -> None:
     assert claims["txn"] == challenged["txn"] and claims["aud"] == [RS]  # TX-45
     assert claims["authorization_details"] == challenged["authorization_details"] == body["authorization_details"]
     assert claims["cnf"] == {"jkt": client.jkt} and claims["exp"] <= approved_until.timestamp()
-    assert refused(poll(client, pending["transaction_authorization_id"])) == "invalid_grant"  # OP-25
+    assert refused(client.poll_txn(pending["transaction_authorization_id"])) == "invalid_grant"  # OP-25
 
 
 def test_op_60_the_same_txn_again_from_the_same_client_gets_the_same_id(resource_pep: TxnDeployment) -> None:
@@ -135,7 +124,7 @@ def test_tx_43_the_same_txn_from_another_client_is_invalid_request(resource_pep:
     txn_id = str(uuid.uuid4())
     accepted(resource_pep.deployed.client("trader-7"), resource_pep.challenge(txn=txn_id))
     other = resource_pep.deployed.client("trader-9")
-    assert refused(present(other, resource_pep.challenge(txn=txn_id))) == "invalid_request"
+    assert refused(other.present(resource_pep.challenge(txn=txn_id))) == "invalid_request"
 
 
 def test_tx_43_d_arop_29_the_same_txn_from_the_same_client_with_another_key_is_invalid_request(resource_pep: TxnDeployment) -> None:
@@ -145,14 +134,14 @@ def test_tx_43_d_arop_29_the_same_txn_from_the_same_client_with_another_key_is_i
     client = resource_pep.deployed.client()
     accepted(client, resource_pep.challenge(txn=txn_id))
     client.key = ECKey.generate_key("P-256")
-    assert refused(present(client, resource_pep.challenge(txn=txn_id))) == "invalid_request"
+    assert refused(client.present(resource_pep.challenge(txn=txn_id))) == "invalid_request"
 
 
 def test_tx_43_a_replayed_challenge_jti_is_invalid_request(resource_pep: TxnDeployment) -> None:
     client = resource_pep.deployed.client()
     jti = secrets.token_urlsafe(12)
     accepted(client, resource_pep.challenge(jti=jti))
-    assert refused(present(client, resource_pep.challenge(jti=jti))) == "invalid_request"  # another txn, same jti
+    assert refused(client.present(resource_pep.challenge(jti=jti))) == "invalid_request"  # another txn, same jti
 
 
 def test_op_57_tx_42_a_tampered_challenge_is_invalid_request(resource_pep: TxnDeployment) -> None:
@@ -160,34 +149,34 @@ def test_op_57_tx_42_a_tampered_challenge_is_invalid_request(resource_pep: TxnDe
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["authorization_details"][0]["amount"] = 49000
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    assert refused(present(resource_pep.deployed.client(), f"{header}.{forged}.{signature}")) == "invalid_request"
+    assert refused(resource_pep.deployed.client().present(f"{header}.{forged}.{signature}")) == "invalid_request"
 
 
 def test_tx_42_a_challenge_for_another_as_is_invalid_request(resource_pep: TxnDeployment) -> None:
     challenge = resource_pep.rs.challenge("https://another-as.example")
-    assert refused(present(resource_pep.deployed.client(), challenge)) == "invalid_request"
+    assert refused(resource_pep.deployed.client().present(challenge)) == "invalid_request"
 
 
 def test_tx_42_an_expired_challenge_is_invalid_request(resource_pep: TxnDeployment) -> None:
     now = int(time.time())
     challenge = resource_pep.challenge(iat=now - 600, exp=now - 300)
-    assert refused(present(resource_pep.deployed.client(), challenge)) == "invalid_request"
+    assert refused(resource_pep.deployed.client().present(challenge)) == "invalid_request"
 
 
 def test_op_78_tx_33_a_key_of_an_unconfigured_rs_is_refused(resource_pep: TxnDeployment) -> None:
     stranger = ResourceServer("https://stranger.example", ECKey.generate_key("P-256", parameters={"kid": "s-1"}, private=True))
     client = resource_pep.deployed.client()
-    assert refused(present(client, stranger.challenge(resource_pep.issuer))) == "invalid_request"
+    assert refused(client.present(stranger.challenge(resource_pep.issuer))) == "invalid_request"
     # nor does the recognized RS's name make a key it never published its own
     own_kid = ECKey.generate_key("P-256", parameters={"kid": "rs-1"}, private=True)
-    assert refused(present(client, resource_pep.challenge(key=own_kid))) == "invalid_request"
+    assert refused(client.present(resource_pep.challenge(key=own_kid))) == "invalid_request"
 
 
 def test_op_8_d_3_both_an_as_side_non_requestable_denial_is_no_token(both_pep: TxnDeployment) -> None:
     client = both_pep.deployed.client()
     before = both_pep.deployed.inbox()
     frozen = [{"type": "trade", "identifier": "alice-frozen", "actions": ["buy"], "amount": APPROVABLE}]
-    response = present(client, both_pep.challenge(authorization_details=frozen))
+    response = client.present(both_pep.challenge(authorization_details=frozen))
     assert refused(response) == "invalid_authorization_details" and set(response.json()) == {"error"}
     assert both_pep.deployed.inbox() == before  # no access request opened
 
@@ -195,4 +184,4 @@ def test_op_8_d_3_both_an_as_side_non_requestable_denial_is_no_token(both_pep: T
 def test_tx_39_op_64_a_poll_by_another_client_is_invalid_grant(resource_pep: TxnDeployment) -> None:
     pending = accepted(resource_pep.deployed.client("trader-7"), resource_pep.challenge())
     other = resource_pep.deployed.client("trader-9")
-    assert refused(poll(other, pending["transaction_authorization_id"])) == "invalid_grant"
+    assert refused(other.poll_txn(pending["transaction_authorization_id"])) == "invalid_grant"
