@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from services.oauth.resource_keys import ResourceServer
+from services.oauth.issuer_keys import TrustedIssuer
 
 ENV_PREFIX = "AROP_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -225,13 +225,14 @@ class OAuthConfig(_Section):
     issuer: str = ""
     # The transaction challenge binding (spec/arop.md §11.3, D-AROP-23): the resource servers
     # whose challenges this AS accepts (`[[oauth.resource_servers]]`: `issuer`, and `jwks_uri`
-    # (their `txn_challenge_jwks_uri`) or an inline `jwks`); the CA bundle to verify those
-    # https fetches with (empty: the system's); and the PEP placement: "resource" (the RS is
+    # (their `txn_challenge_jwks_uri`) or an inline `jwks`); and the PEP placement: "resource" (the RS is
     # the PEP, its verified challenge is the requestable denial, OP-7) or "both" (the AS's own
     # policy is evaluated too: a non-requestable denial there refuses the challenge, OP-8).
-    resource_servers: list[ResourceServer] = msgspec.field(default_factory=list)
-    resource_servers_ca_file: str = ""
+    resource_servers: list[TrustedIssuer] = msgspec.field(default_factory=list)
     txn_placement: Literal["resource", "both"] = "resource"
+    # The CA bundle every `jwks_uri` fetch of this section is verified with (resource servers,
+    # attesters, mandate issuers); empty: the system's.
+    jwks_ca_file: str = ""
     # Seconds an access token may live at most (OP-34's policy ttl; approvals bound it further).
     access_token_ttl: int = 900
     # Seconds a refresh may be made after issuance; 0: no refresh tokens (OP-36).

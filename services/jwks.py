@@ -1,6 +1,6 @@
 """Verification keys published as a JWK Set, fetched and cached: one place for every key set
-the service trusts from elsewhere (resource servers' transaction-challenge keys, the issuers of
-callers' bearer JWTs).
+the service trusts from elsewhere (resource servers' transaction-challenge keys, attesters and
+mandate issuers of client evidence, the issuers of callers' bearer JWTs).
 
 A set is fetched over https only (TLS verified, an extra CA bundle for a private PKI, no
 redirects, no proxy from the environment, at most `MAX_JWKS_BYTES`), cached for the document's
@@ -10,7 +10,7 @@ forged `kid`s cannot make us hammer the publisher. A failed fetch keeps the keys
 is not retried before `min_refresh` either.
 
 This module must not import services.config at module level: the configuration reads
-`ResourceServer` from services.oauth.resource_keys, which builds on this module.
+`TrustedIssuer` from services.oauth.issuer_keys, which builds on this module.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ OP-8, OP-56..OP-60; oauth-transports.md §4, TX-37..TX-46): the service-side hal
 `profiles.arop.txn_challenge`.
 
 - `verify`: the TX-42 checklist over the RS-signed challenge, keys from the recognized RSs
-  (`ResourceServerKeys`), `aud` = this AS (`[oauth] issuer`).
+  (`IssuerKeys`), `aud` = this AS (`[oauth] issuer`).
 - `admit`: TX-43, OP-60, D-AROP-13 with the store's atomic memory (`claim_token_id`): the
   (`iss`, `txn`) belongs to the first client that presented it; the same client's pending
   handle for it is reused; a (`iss`, `jti`) seen before is a replay.
@@ -38,7 +38,7 @@ from profiles.arop.txn_challenge import (
     verify_challenge,
 )
 from services.config import OAuthConfig
-from services.oauth.resource_keys import ResourceServerKeys
+from services.oauth.issuer_keys import IssuerKeys
 from services.store.base import Store
 from services.store.records import ContinuationHandle
 
@@ -53,7 +53,7 @@ _TXN_JTI = "arop-txn-jti-v1:"
 
 class TxnChallenges:
     def __init__(self, settings: OAuthConfig, store: Store, skew: timedelta) -> None:
-        self.keys = ResourceServerKeys(settings.resource_servers, ca_file=settings.resource_servers_ca_file)
+        self.keys = IssuerKeys(settings.resource_servers, ca_file=settings.jwks_ca_file)
         self.audience = settings.issuer
         self.placement = settings.txn_placement
         self.store = store
@@ -66,8 +66,8 @@ class TxnChallenges:
     async def verify(self, token: str, now: datetime) -> VerifiedChallenge:
         """OP-57, TX-42: verified, or OAuthFailure(invalid_request). Without `[oauth] issuer`
         nothing can name this AS, and there are no resource servers (services/config.py)."""
-        resolver = await self.keys.resolver(token)
-        return verify_challenge(token, resolve_key=resolver, audience=self.audience or "urn:arop:no-issuer", now=now, skew=self.skew)
+        await self.keys.load(token)
+        return verify_challenge(token, resolve_key=self.keys.resolve, audience=self.audience or "urn:arop:no-issuer", now=now, skew=self.skew)
 
     async def admit(self, challenge: VerifiedChallenge, presenter: str, now: datetime) -> ContinuationHandle | None:
         """TX-43, OP-60, D-AROP-13: the same presenter's (`dedup.presenter`) pending handle for

@@ -41,7 +41,7 @@ from tests.contract.helpers import (
     request,
 )
 from tests.https_receiver import HttpsReceiver, TestCA, https_receiver
-from tests.integration.test_resource_keys import publish
+from tests.integration.test_issuer_keys import publish
 from tests.server import RunningServer, run_server
 
 BODY = request(MORTY, "can_update_todo", MORTYS_TODO)

@@ -254,7 +254,7 @@ def txn_oauth(rs_keys: tuple[ResourceServer, str, str], as_port: int, placement:
     """The [oauth] lines of an AS on `as_port` that accepts the challenges of `rs_keys`' RS."""
     _, jwks_uri, ca_file = rs_keys
     return (
-        f'issuer = "http://127.0.0.1:{as_port}"\ntxn_placement = "{placement}"\nresource_servers_ca_file = "{ca_file}"\n'
+        f'issuer = "http://127.0.0.1:{as_port}"\ntxn_placement = "{placement}"\njwks_ca_file = "{ca_file}"\n'
         f'resource_servers = [{{ issuer = "{RS}", jwks_uri = "{jwks_uri}" }}]\n'
     )
 

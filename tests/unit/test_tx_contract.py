@@ -23,7 +23,7 @@ from profiles.arop.model import DecideRequest, OAuthError, RedeemRequest, relaye
 from profiles.arop.outcomes import choose
 from profiles.arop.requested import requested_of
 from profiles.arop.txn_challenge import TYP, verify_challenge
-from services.oauth.resource_keys import ResourceServer, ResourceServerKeys
+from services.oauth.issuer_keys import IssuerKeys, TrustedIssuer
 from services.oauth.txn import TxnChallenges
 from tests.unit.test_arop_profile import (
     NOW,
@@ -127,17 +127,22 @@ def _jwk(rs_key: ECKey, kid: str | None) -> dict[str, Any]:
     return entry if kid is None else {**entry, "kid": kid}
 
 
-async def _verify(keys: ResourceServerKeys, token: str) -> Any:
-    return verify_challenge(token, resolve_key=await keys.resolver(token), audience=AS, now=NOW, skew=SKEW)
+async def _loaded(keys: IssuerKeys, token: str) -> Any:
+    await keys.load(token)
+    return keys.resolve
+
+
+async def _verify(keys: IssuerKeys, token: str) -> Any:
+    return verify_challenge(token, resolve_key=await _loaded(keys, token), audience=AS, now=NOW, skew=SKEW)
 
 
 async def test_tx_32_without_kid_only_the_single_key_of_a_one_key_set_can_verify(key: ECKey) -> None:
     other = ECKey.generate_key("P-256", private=True)
     header = {"alg": "ES256", "typ": TYP}  # no kid
     token = jwt.encode(header, CLAIMS, key, algorithms=["ES256"])
-    one = ResourceServerKeys([ResourceServer(issuer=RS, jwks={"keys": [_jwk(key, None)]})])
+    one = IssuerKeys([TrustedIssuer(issuer=RS, jwks={"keys": [_jwk(key, None)]})])
     assert (await _verify(one, token)).txn == CLAIMS["txn"]
-    several = ResourceServerKeys([ResourceServer(issuer=RS, jwks={"keys": [_jwk(key, KID), _jwk(other, "rs-other")]})])
+    several = IssuerKeys([TrustedIssuer(issuer=RS, jwks={"keys": [_jwk(key, KID), _jwk(other, "rs-other")]})])
     with pytest.raises(OAuthFailure) as caught:
         await _verify(several, token)
     assert caught.value.error == "invalid_request"  # TX-32: the RS must say which key
@@ -147,7 +152,7 @@ async def test_tx_32_without_kid_only_the_single_key_of_a_one_key_set_can_verify
 @pytest.mark.parametrize("alg", ["none", "HS256", "HS512", "ES512", "EdDSA", "RSA-OAEP"])
 async def test_tx_32_only_the_accepted_asymmetric_algorithms_pass(key: ECKey, alg: str) -> None:
     """Through the configured RS's keys too, not only a test resolver (D-AROP-12)."""
-    keys = ResourceServerKeys([ResourceServer(issuer=RS, jwks={"keys": [_jwk(key, KID)]})])
+    keys = IssuerKeys([TrustedIssuer(issuer=RS, jwks={"keys": [_jwk(key, KID)]})])
     _, payload, signature = challenge(key).split(".")
     header = base64.urlsafe_b64encode(json.dumps({**HEADER, "alg": alg}).encode()).rstrip(b"=").decode()
     with pytest.raises(OAuthFailure) as caught:

@@ -15,7 +15,7 @@ from joserfc.jwk import ECKey
 
 from profiles.arop.errors import OAuthFailure
 from profiles.arop.txn_challenge import TYP, verify_challenge
-from services.oauth.resource_keys import ResourceServer, ResourceServerKeys
+from services.oauth.issuer_keys import IssuerKeys, TrustedIssuer
 from tests.https_receiver import HttpsReceiver, TestCA, https_receiver
 
 RS = "https://billing.example"
@@ -52,13 +52,18 @@ def jwks_server(tmp_path: Path) -> Iterator[tuple[HttpsReceiver, TestCA]]:
         yield receiver, ca
 
 
-def keys_for(receiver: HttpsReceiver, ca: TestCA, **options: Any) -> ResourceServerKeys:
-    server = ResourceServer(issuer=RS, jwks_uri=f"https://127.0.0.1:{receiver.port}/jwks")
-    return ResourceServerKeys([server], ca_file=str(ca.ca_file), **options)
+def keys_for(receiver: HttpsReceiver, ca: TestCA, **options: Any) -> IssuerKeys:
+    server = TrustedIssuer(issuer=RS, jwks_uri=f"https://127.0.0.1:{receiver.port}/jwks")
+    return IssuerKeys([server], ca_file=str(ca.ca_file), **options)
 
 
-async def verified(keys: ResourceServerKeys, token: str) -> Any:
-    return verify_challenge(token, resolve_key=await keys.resolver(token), audience=AS, now=NOW, skew=timedelta(seconds=30))
+async def _loaded(keys: IssuerKeys, token: str) -> Any:
+    await keys.load(token)
+    return keys.resolve
+
+
+async def verified(keys: IssuerKeys, token: str) -> Any:
+    return verify_challenge(token, resolve_key=await _loaded(keys, token), audience=AS, now=NOW, skew=timedelta(seconds=30))
 
 
 async def test_tx_33_keys_are_fetched_from_the_jwks_uri_and_cached(jwks_server: tuple[HttpsReceiver, TestCA]) -> None:
@@ -127,13 +132,13 @@ async def test_a_jwks_with_private_key_material_is_refused(jwks_server: tuple[Ht
 
 async def test_inline_keys_need_no_fetch() -> None:
     key = rs_key("rs-1")
-    server = ResourceServer(issuer=RS, jwks={"keys": [{**key.as_dict(private=False), "kid": "rs-1"}]})
-    keys = ResourceServerKeys([server])
+    server = TrustedIssuer(issuer=RS, jwks={"keys": [{**key.as_dict(private=False), "kid": "rs-1"}]})
+    keys = IssuerKeys([server])
     assert (await verified(keys, challenge(key))).txn == "t-1"
 
 
-def test_a_resource_server_names_exactly_one_key_source() -> None:
+def test_a_trusted_issuer_names_exactly_one_key_source() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        ResourceServer(issuer=RS)
+        TrustedIssuer(issuer=RS)
     with pytest.raises(ValueError, match="https"):
-        ResourceServer(issuer=RS, jwks_uri="http://billing.example/jwks")
+        TrustedIssuer(issuer=RS, jwks_uri="http://billing.example/jwks")
