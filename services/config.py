@@ -216,6 +216,30 @@ class AccessRequestConfig(_Section):
 RetryTransport = Literal["completion_mode=deferred", "ciba"]
 
 
+class EvidenceVerifierConfig(_Section):
+    """One client evidence type the sidecar verifies (`[[oauth.client_challenge.verifiers]]`,
+    TX-56): the requirement `type` policies name in `@challenge`, the `issuers` trusted to sign
+    its artifacts (attesters; users' wallets or IdPs: `issuer`, and `jwks_uri` or an inline
+    `jwks`), and `options` for its verifier. The built-in types are `client_attestation`
+    (option `max_pop_age`, seconds) and `mandate`; any other type names the `factory` that
+    builds its verifier, "package.module:callable", called as `factory(resolve_key, **options)`
+    (the extension point: profiles.client_challenge.evidence.EvidenceVerifier)."""
+
+    type: str
+    issuers: list[TrustedIssuer] = msgspec.field(default_factory=list)
+    factory: str = ""
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ClientChallengeConfig(_Section):
+    """The OAuth Client Challenge (oauth-transports.md §5, docs/client-challenge.md): the
+    evidence types this AS can ask a client for, and how long a challenge may be answered."""
+
+    # Seconds a `challenge_session` may be answered in (TX-52: the response's `expires_in`).
+    session_ttl: int = 120
+    verifiers: list[EvidenceVerifierConfig] = msgspec.field(default_factory=list)
+
+
 class OAuthConfig(_Section):
     """The AS-facing sidecar (AROP, services/oauth): lifetimes of what it tells the AS to mint
     and of the continuation handles it issues."""
@@ -253,6 +277,7 @@ class OAuthConfig(_Section):
     # AS caller's `callback_secret`; the AS mints and delivers the tokens. HTTPS, or http on a
     # loopback address. Empty: push clients are refused (unauthorized_client).
     push_endpoint: str = ""
+    client_challenge: ClientChallengeConfig = msgspec.field(default_factory=ClientChallengeConfig)
 
 
 class LoggingConfig(_Section):
@@ -382,11 +407,34 @@ def _check(config: Config) -> None:
         raise ConfigError("oauth.resource_servers: each issuer once")
     if oauth.resource_servers and not oauth.issuer:
         raise ConfigError("oauth.resource_servers: set oauth.issuer, the aud their challenges name (TX-42)")
+    _check_client_challenge(oauth)
     for index, network in enumerate(ars.callback_allow_networks):
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"access_requests.callback_allow_networks[{index}]: {network!r} is not a CIDR") from None
+
+
+def _check_client_challenge(oauth: OAuthConfig) -> None:
+    """Each evidence type once, from trusted issuers, with a verifier; evidence names this AS."""
+    section = oauth.client_challenge
+    if section.session_ttl < 1:
+        raise ConfigError("oauth.client_challenge.session_ttl: must be at least 1")
+    if section.verifiers and not oauth.issuer:
+        raise ConfigError("oauth.client_challenge.verifiers: set oauth.issuer, the aud client evidence names")
+    seen: set[str] = set()
+    for index, verifier in enumerate(section.verifiers):
+        where = f"oauth.client_challenge.verifiers[{index}]"
+        if not verifier.type or verifier.type in seen:
+            raise ConfigError(f"{where}.type: each type once, not empty")
+        seen.add(verifier.type)
+        if not verifier.issuers:
+            raise ConfigError(f"{where}.issuers: name the issuers trusted to sign {verifier.type} evidence")
+        built_in = verifier.type in ("client_attestation", "mandate")
+        if built_in == bool(verifier.factory):
+            raise ConfigError(f"{where}.factory: required exactly for types other than client_attestation and mandate")
+        if verifier.factory and not re.fullmatch(r"[\w.]+:[\w.]+", verifier.factory):
+            raise ConfigError(f"{where}.factory: must be package.module:callable")
 
 
 def _check_callers(config: Config) -> None:

@@ -75,7 +75,7 @@ OPERATIONS: list[tuple[str, str, str, str, Any, Any, bool]] = [
     ("post", "/reviewer/v1/tasks/{task_id}/approve", "reviewerApprove", "Approve the current step", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/deny", "reviewerDeny", "Deny the request", ReviewerObject, ReviewerObject, True),
     ("post", "/reviewer/v1/tasks/{task_id}/comments", "reviewerComment", "Comment on the request", ReviewerObject, ReviewerObject, True),
-    ("post", "/oauth/v1/decide", "oauthDecide", "AROP sidecar: a token request as the AS saw it (allow, error, remediation or pending)", arop.DecideRequest, arop.DecideResponse, True),
+    ("post", "/oauth/v1/decide", "oauthDecide", "AROP sidecar: a token request as the AS saw it (allow, error, remediation, pending or a client challenge)", arop.DecideRequest, arop.DecideResponse, True),
     ("post", "/oauth/v1/redeem", "oauthRedeem", "AROP sidecar: a poll or redemption of a continuation handle", arop.RedeemRequest, arop.RedeemResponse, True),
     ("post", "/oauth/v1/cancel", "oauthCancel", "AROP sidecar: a deferral-code revocation (RFC 7009: always 200)", arop.CancelRequest, arop.Relay, True),
     ("post", "/oauth/v1/refresh-check", "oauthRefreshCheck", "AROP sidecar: may a token from an approval be refreshed", arop.RefreshCheckRequest, arop.GrantCheckResponse, True),

@@ -7,7 +7,7 @@ Values that are JSON on the OAuth wire (`authorization_details`, `act`) stay pla
 rules compare them structurally (`profiles.arap.compare`). Instants are RFC 3339 strings
 (`profiles.arap.model.parse_instant` / `format_instant`).
 
-Responses are a tagged union on `outcome`. `OAuthError` and `Remediation` are relayed as: HTTP
+Responses are a tagged union on `outcome`. `OAuthError`, `Remediation` and `ClientChallenge` are relayed as: HTTP
 status `status`, JSON body = every other member except `outcome`; `Pending.response` carries its
 status and body explicitly because they differ per transport (TX-9, TX-21, TX-38).
 """
@@ -46,11 +46,14 @@ class _Request(_Wire, forbid_unknown_fields=True):
 
 
 class Client(_Request):
-    """The client as the AS authenticated it (OP-62): id, method, and whether it is public."""
+    """The client as the AS authenticated it (OP-62): id, method, and whether it is public; and
+    whether its registered metadata declares `insufficient_client_authorization_supported`
+    (TX-59: only such a client is ever challenged)."""
 
     id: str
     auth_method: str
     public: bool
+    insufficient_client_authorization_supported: bool = False
 
 
 class Sender(_Request):
@@ -81,6 +84,18 @@ class Ciba(_Request):
     notification_endpoint: str | None = None
 
 
+class EvidenceInput(_Request):
+    """What a client supplied with its answer to a challenge (TX-56, TX-58), as the AS relays
+    it: the client attestation and its proof of possession (the `OAuth-Client-Attestation` and
+    `OAuth-Client-Attestation-PoP` headers), the `mandate` token request parameter, and the
+    parameters of further requirement types by name (profiles.client_challenge)."""
+
+    client_attestation: str | None = None
+    client_attestation_pop: str | None = None
+    mandate: str | None = None
+    parameters: dict[str, str] = {}
+
+
 class DecideRequest(_Request):
     """A token, backchannel or transaction authorization request, as the AS saw it.
 
@@ -89,6 +104,10 @@ class DecideRequest(_Request):
     `completion_mode` decides `token` vs `dtr` (OP-17), `ciba` goes with `ciba`, and `txn`
     carries only the challenge: its operation comes from the signed challenge, never from
     unprotected request text (TX-42).
+
+    A follow-up to a client challenge (TX-58) adds the `challenge_session` and the `evidence` the
+    client supplied with it (the attestation headers, the `mandate` parameter, ...): only at the
+    token endpoint, where the challenge is defined (TX-62, D-CC-4).
     """
 
     binding: Binding
@@ -103,6 +122,8 @@ class DecideRequest(_Request):
     completion_mode: str | None = None
     ciba: Ciba | None = None
     transaction_challenge: str | None = None
+    challenge_session: str | None = None
+    evidence: EvidenceInput | None = None
 
     def __post_init__(self) -> None:
         # dtr builds on the types of this module, so it is imported at use.
@@ -118,6 +139,8 @@ class DecideRequest(_Request):
             raise ValueError("transaction_challenge: required for the txn binding and only there")
         if self.binding == "txn" and (self.authorization_details is not None or self.scope is not None or self.resource):
             raise ValueError("txn: the operation comes from the challenge; send no authorization_details, scope or resource")
+        if self.binding not in ("token", "dtr") and (self.challenge_session is not None or self.evidence is not None):
+            raise ValueError("challenge_session and evidence belong to token endpoint requests")
 
 
 class RedeemRequest(_Request):
@@ -242,6 +265,17 @@ class Remediation(_Outcome, tag="remediation"):
     error_description: str | None = None
 
 
+class ClientChallenge(_Outcome, tag="challenge"):
+    """The Insufficient Client Authorization Response (TX-49..TX-52): the AS relays it as HTTP
+    `status` (403) with every other member as the JSON body, `Cache-Control: no-store`."""
+
+    status: int
+    error: str
+    authorization_requirement: JSONObject
+    challenge_session: str
+    expires_in: int
+
+
 class Pending(_Outcome, tag="pending"):
     """A new or deduplicated continuation handle (OP-16) and the exact answer to relay."""
 
@@ -251,12 +285,12 @@ class Pending(_Outcome, tag="pending"):
     response: Relay
 
 
-DecideResponse = Allow | OAuthError | Pending | Remediation
+DecideResponse = Allow | OAuthError | Pending | Remediation | ClientChallenge
 RedeemResponse = Allow | OAuthError
 GrantCheckResponse = Allow | OAuthError
 
 
-def relayed_body(response: OAuthError | Remediation) -> JSONObject:
+def relayed_body(response: OAuthError | Remediation | ClientChallenge) -> JSONObject:
     """The JSON body the AS relays for an error outcome: every member but `outcome`/`status`."""
     body: JSONObject = msgspec.to_builtins(response)
     del body["outcome"], body["status"]

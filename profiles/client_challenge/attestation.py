@@ -13,7 +13,7 @@ Policies see the attester as `iss` and the attestation's own claims (e.g. a soft
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from profiles.arap.model import JSONObject
@@ -52,7 +52,7 @@ class ClientAttestationVerifier:
         claims = attestation.claims
         if claims.get("sub") != context.client_id:
             raise refused("the client attestation is for another client")
-        _alive(claims, context, "client attestation")
+        expires_at = _alive(claims, context, "client attestation")
         instance_key = _confirmation_key(claims)
         pop = _verified(
             supplied.client_attestation_pop, "attestation proof", resolve_key=lambda _iss, _kid: instance_key,
@@ -77,6 +77,7 @@ class ClientAttestationVerifier:
             type=TYPE,
             issuer=str(claims["iss"]),
             claims=policy_claims(claims, iss=claims["iss"], sub=context.client_id),
+            expires_at=expires_at,
             jti=f"{context.client_id}\0{jti}",
             remember_until=issued_at + self.max_pop_age + context.skew,
         )
@@ -89,9 +90,10 @@ def _verified(token: str, what: str, **options: Any) -> Any:
         raise refused(f"{what}: {exc.detail}") from None
 
 
-def _alive(claims: JSONObject, context: EvidenceContext, what: str) -> None:
+def _alive(claims: JSONObject, context: EvidenceContext, what: str) -> datetime:
+    """The token's `exp`, once it is alive (RFC 7519 with the allowed skew)."""
     try:
-        lifetime(claims, now=context.now, skew=context.skew)
+        return lifetime(claims, now=context.now, skew=context.skew)[1]
     except ValueError as exc:
         raise refused(f"{what} {exc}") from None
 

@@ -19,24 +19,13 @@ import msgspec
 
 from profiles.arap.model import JSONObject
 from profiles.arop.errors import UNAUTHORIZED_CLIENT, OAuthFailure
+from profiles.arop.model import EvidenceInput
 
 # JWS algorithms accepted for evidence: asymmetric only, never `none` or a MAC (a verification key
 # must never double as a signing secret).
 ASYMMETRIC = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512")
 # Registered JWT claims and confirmation members: policies see the others.
 REGISTERED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "cnf"})
-
-
-class EvidenceInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What the client supplied with its follow-up (TX-58), as the AS relays it: the client
-    attestation and its proof of possession (the `OAuth-Client-Attestation` and
-    `OAuth-Client-Attestation-PoP` headers), a `mandate` token request parameter, and the
-    parameters of further types by name."""
-
-    client_attestation: str | None = None
-    client_attestation_pop: str | None = None
-    mandate: str | None = None
-    parameters: dict[str, str] = {}
 
 
 class EvidenceContext(msgspec.Struct, frozen=True):
@@ -54,14 +43,20 @@ class EvidenceContext(msgspec.Struct, frozen=True):
 
 class VerifiedEvidence(msgspec.Struct, frozen=True):
     """Evidence a verifier accepted: its type and the claims policies see, who vouched for it
-    (`issuer`), and the `jti` to remember until `remember_until` so it is accepted once (None:
-    evidence meant to be presented again, bound to the client's key instead)."""
+    (`issuer`), until when it holds (`expires_at`: a token granted on it lives no longer), and
+    the `jti` to remember until `remember_until` so it is accepted once (None: evidence meant to
+    be presented again, bound to the client's key instead)."""
 
     type: str
     issuer: str
     claims: JSONObject
+    expires_at: datetime
     jti: str | None
     remember_until: datetime
+
+    def policy_input(self) -> JSONObject:
+        """`context.client_evidence` (DESIGN §3): the type and the verified claims."""
+        return {"type": self.type, "claims": self.claims}
 
 
 class EvidenceVerifier(Protocol):

@@ -66,6 +66,7 @@ class MandateVerifier:
             type=TYPE,
             issuer=str(claims["iss"]),
             claims=policy_claims(claims, iss=claims["iss"], sub=claims["sub"]),
+            expires_at=expires_at,
             jti=None,
             remember_until=expires_at + context.skew,
         )

@@ -53,6 +53,7 @@ class AccessRequestWorker:
         # that a late one is told so (AR-30: `expired_denial`), not that its id is unknown.
         await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)
         await store.purge_token_ids(now - self.service.skew)
+        await store.purge_challenge_sessions(now - self.service.skew)
         await self.deliverer.deliver_due(datetime.now(UTC))
 
     async def _loop(self) -> None:

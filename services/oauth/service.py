@@ -79,16 +79,19 @@ from profiles.arop.model import (
 )
 from profiles.arop.outcomes import PairDecision, Verdict, choose, denial_error, pending
 from profiles.arop.requested import Requested, requested_of
+from profiles.client_challenge.evidence import VerifiedEvidence
 from profiles.arop.txn_challenge import VerifiedChallenge
 from profiles.arop.vocabulary import Pair, expand, request_context
 from profiles.authzen.model import Decision, EvaluationRequest, Subject
 from services.access_requests.service import AccessRequestService, Forbidden
 from services.auth import Caller
 from services.oauth import ciba
+from services.oauth.client_challenge import ClientChallenges
 from services.oauth.sealing import HandleSeal
 from services.oauth.txn import TxnChallenges, stored_challenge
-from services.pdp.context_members import APPROVAL
-from services.pdp.decisions import DecisionRun
+from services.pdp.context_members import APPROVAL, CLIENT_EVIDENCE
+from services.pdp.decisions import DecisionRun, challenge_types
+from services.pdp.engine import Outcome
 from services.store.records import (
     AuditDraft,
     CallbackDelivery,
@@ -112,7 +115,9 @@ class SidecarService:
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl) if settings.refresh_token_ttl else None,
             floor=timedelta(seconds=settings.min_token_lifetime),
         )
-        self.txn = TxnChallenges(settings, self.store, timedelta(seconds=self.config.access_requests.clock_skew))
+        skew = timedelta(seconds=self.config.access_requests.clock_skew)
+        self.txn = TxnChallenges(settings, self.store, skew)
+        self.challenges = ClientChallenges(settings, self.store, skew)
 
     # -- metadata (§4, OP-12) ---------------------------------------------------------------
 
@@ -145,27 +150,39 @@ class SidecarService:
         requested_expiry = check_backchannel(request) if request.binding == "ciba" else None
         ciba.check_push(request, self.config.oauth.push_endpoint)
         requested = requested_of(request)
-        evaluated, verdicts = await self._judge(caller, request, requested, {})
+        dedup_key = request_dedup_key(request, requested, authority=caller.name)
+        # TX-58: a follow-up's evidence, verified; the request itself is kept without it.
+        evidence = await self.challenges.answer(request, dedup_key, caller.name, now)
+        request = msgspec.structs.replace(request, challenge_session=None, evidence=None)
+        evaluated, verdicts, kinds = await self._judge(caller, request, requested, {}, evidence)
+        kind = self.challenges.requirement(request, [(v.verdict, k) for v, k in zip(verdicts, kinds)], evidence)
+        if kind is not None:  # DESIGN §3: the challenge comes first, approval after it
+            return await self.challenges.challenge(kind, request, dedup_key, caller.name, now)
         settings = self.config.oauth
         choice = choose(request, verdicts, retry_with=settings.retry_with if settings.remediation else [])
         if choice == "allow":
-            return Allow(grant=build_grant(request, requested, now=now, policy=self.policy))
+            # D-CC-5: a grant on client evidence lives no longer than the evidence, and is not
+            # refreshed without it: the client answers a new challenge instead.
+            bounds = [evidence.expires_at] if evidence else []
+            return Allow(grant=build_grant(request, requested, now=now, policy=self.policy, approved_until=bounds, single_use=evidence is not None))
         if choice == "defer":
-            return await self._defer(caller, request, requested, evaluated, now, requested_expiry)
+            return await self._defer(caller, request, requested, evaluated, now, requested_expiry, dedup_key=dedup_key, evidence=evidence)
         return choice
 
     async def _judge(
-        self, caller: Caller, request: DecideRequest, requested: Requested, extra: dict[str, Any]
-    ) -> tuple[list[tuple[Pair, EvaluationRequest, Decision]], list[PairDecision]]:
+        self, caller: Caller, request: DecideRequest, requested: Requested, extra: dict[str, Any], evidence: VerifiedEvidence | None = None
+    ) -> tuple[list[tuple[Pair, EvaluationRequest, Decision]], list[PairDecision], list[list[str]]]:
         """§10, OP-38, OP-40: the request expanded through the bundle's vocabulary into pairs,
-        each evaluated with one shared context (plus `extra`, the binding's own members)."""
+        each evaluated with one shared context (plus `extra`, the binding's own members, and
+        the verified client `evidence`); with each pair's `@challenge` types (DESIGN §3)."""
         vocabulary = self.runtime.current().bundle.vocabulary
         pairs = expand(requested, vocabulary)
         context = _context(request, {**request_context(requested, vocabulary), **extra})
         evaluations = [EvaluationRequest(_subject(request), pair.action, pair.resource, context) for pair in pairs]
-        decisions = await self._evaluate(caller, evaluations)
+        decided = await self._evaluate(caller, evaluations, evidence.policy_input() if evidence else None)
+        decisions = [decision for decision, _ in decided]
         verdicts = [PairDecision(pair, _verdict(decision), self._reveals(decision)) for pair, decision in zip(pairs, decisions)]
-        return list(zip(pairs, evaluations, decisions)), verdicts
+        return list(zip(pairs, evaluations, decisions)), verdicts, [challenge_types(outcome) for _, outcome in decided]
 
     async def _decide_txn(self, caller: Caller, request: DecideRequest, now: datetime) -> DecideResponse:
         """OP-57..OP-60, TX-42, TX-43, D-AROP-10/13/23: verify the challenge, admit it (another
@@ -178,23 +195,27 @@ class SidecarService:
         if current is not None:
             return await self._repeat(caller, current, now)
         requested = challenge.requested()
-        evaluated, verdicts = await self._judge(caller, request, requested, self.txn.context(challenge))
+        evaluated, verdicts, _ = await self._judge(caller, request, requested, self.txn.context(challenge))
         choice = self.txn.choose(request, verdicts)
         if choice != "defer":
             return choice
         dedup_key = txn_dedup_key(presented_by, challenge.iss, challenge.txn)
         return await self._defer(caller, request, requested, evaluated, now, dedup_key=dedup_key, challenge=challenge)
 
-    async def _evaluate(self, caller: Caller, requests: Sequence[EvaluationRequest]) -> list[Decision]:
+    async def _evaluate(
+        self, caller: Caller, requests: Sequence[EvaluationRequest], client_evidence: dict[str, Any] | None = None
+    ) -> list[tuple[Decision, Outcome]]:
         """Every pair through the PDP's own decision path: a requestable denial gets its
         `evaluation_id` recorded and its `binding_token` signed before the ARS sees it, an
-        approval is verified and audited (AR-66..AR-72), exactly as for any PEP."""
+        approval is verified and audited (AR-66..AR-72), exactly as for any PEP. Verified
+        client evidence is `context.client_evidence` of every pair, which no PEP can set."""
         run = DecisionRun(self.app, caller, explain=False)
         await run.prefetch(requests)
-        decisions = run.decide(requests)
+        extra = [{CLIENT_EVIDENCE: client_evidence}] * len(requests) if client_evidence is not None else None
+        decided = run.decide_with_outcomes(requests, extra)
         if run.unfinished:
             await run.finish()
-        return decisions
+        return decided
 
     def _reveals(self, decision: Decision) -> bool:
         """OP-73, D-AROP-4: may a client that did not opt in learn the access is requestable?"""
@@ -208,13 +229,14 @@ class SidecarService:
         self, caller: Caller, request: DecideRequest, requested: Requested, evaluated: list[tuple[Pair, EvaluationRequest, Decision]], now: datetime,
         requested_expiry: int | None = None,
         *,
-        dedup_key: str | None = None,
+        dedup_key: str,
         challenge: VerifiedChallenge | None = None,
+        evidence: VerifiedEvidence | None = None,
     ) -> DecideResponse:
         """OP-16, OP-20, OP-43, D-AROP-5: one access request for the whole request (OP-38),
         bound to a handle; a retry while that handle is pending gets it back. A txn handle
-        dedups on client, `iss` and `txn` (`dedup_key`) and records the challenge's (OP-60)."""
-        dedup_key = dedup_key or request_dedup_key(request, requested, authority=caller.name)
+        dedups on client, `iss` and `txn` (`dedup_key`) and records the challenge's (OP-60);
+        one opened on client evidence records it for the re-evaluations (D-CC-5)."""
         known = await self.store.handles_for_dedup_key(dedup_key)
         current = next((h for h in known if h.state == "pending" and h.expires_at > now), None)
         if current is not None:
@@ -258,6 +280,8 @@ class SidecarService:
             notification=await ciba.notification_of(request, self.seal),
             txn_issuer=challenge.iss if challenge else None,
             txn=challenge.txn if challenge else None,
+            client_evidence=evidence.policy_input() if evidence else None,
+            client_evidence_until=evidence.expires_at if evidence else None,
         )
         audit = self._draft(now, "oauth.decide", caller, task_id, request.binding, request.client.id, "pending")
         created = await self.store.create_handle(record, audit=[audit])
@@ -368,10 +392,12 @@ class SidecarService:
         None: another writer moved the handle on; the caller reads it again."""
         approvals = _approvals(task)
         requests = [_with_approval(entry, approvals) for entry in record.evaluations]
-        decisions = await self._evaluate(caller, requests)
+        decided = await self._evaluate(caller, requests, record.client_evidence)
+        decisions = [decision for decision, _ in decided]
         if not all(d.decision for d in decisions):
             return OAuthError(status=400, error=ACCESS_DENIED) if await self._settle(record, "denied", now) else None
         bounds = [parse_instant(a["approved_until"]) for a in approvals.values()]
+        bounds += [record.client_evidence_until] if record.client_evidence_until else []
         bounds += [parse_instant(d.context["approval"]["approved_until"]) for d in decisions if d.context and "approval" in d.context]
         request = msgspec.convert(record.request, DecideRequest)
         challenge = stored_challenge(record) if record.binding == "txn" else None  # OP-59
@@ -546,8 +572,8 @@ class SidecarService:
                 raise OAuthFailure(INVALID_GRANT)
             task_id = handle.task_id
             approvals = _stored_approvals(handle)
-            decisions = await self._evaluate(caller, [_with_approval(entry, approvals) for entry in handle.evaluations])
-            if not all(d.decision for d in decisions):
+            decided = await self._evaluate(caller, [_with_approval(entry, approvals) for entry in handle.evaluations], handle.client_evidence)
+            if not all(decision.decision for decision, _ in decided):
                 raise OAuthFailure(INVALID_GRANT)
             answer: RedeemResponse = Allow(grant=grant)
         except OAuthFailure as failure:

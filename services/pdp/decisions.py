@@ -87,6 +87,14 @@ def requestable_templates(outcome: Outcome) -> list[str]:
     return [permit.requestable for permit in outcome.requestable if permit.requestable is not None]
 
 
+def challenge_types(outcome: Outcome) -> list[str]:
+    """The client evidence types the `@challenge` permits that would match name, in policy
+    order, when standing access found no permit and no forbid matched (DESIGN §3)."""
+    if outcome.reason != "no_matching_permit":
+        return []
+    return [permit.challenge for permit in outcome.challenges if permit.challenge is not None]
+
+
 def requestable_template(outcome: Outcome) -> str | None:
     """The workflow a requestable denial names: the first requestable permit's."""
     templates = requestable_templates(outcome)
@@ -160,8 +168,15 @@ class DecisionRun:
                 self._approvals[approval_id] = await self.app.state.store.get_approval(approval_id)
 
     def decide(self, requests: Sequence[EvaluationRequest]) -> list[Decision]:
-        outcomes = self.engine.evaluate(requests)
-        return [self._decision(request, outcome) for request, outcome in zip(requests, outcomes)]
+        return [decision for decision, _ in self.decide_with_outcomes(requests)]
+
+    def decide_with_outcomes(
+        self, requests: Sequence[EvaluationRequest], extra_context: Sequence[dict[str, Any] | None] | None = None
+    ) -> list[tuple[Decision, Outcome]]:
+        """`decide`, with the engine's outcome of each request (for the sidecar's challenge
+        tier) and `extra_context`: members the service verified itself (client evidence)."""
+        outcomes = self.engine.evaluate(requests, extra_context)
+        return [(self._decision(request, outcome), outcome) for request, outcome in zip(requests, outcomes)]
 
     def _decision(self, request: EvaluationRequest, outcome: Outcome) -> Decision:
         if carries_approval(request):

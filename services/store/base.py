@@ -10,6 +10,7 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from profiles.client_challenge.challenge import ChallengeSession
 from services.store.records import (
     ApprovalRecord,
     AuditDraft,
@@ -276,3 +277,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_grant(self, grant_id: str) -> IssuedGrant | None:
         """A grant recorded by `update_handle`, for refresh and token exchange (OP-35..OP-37)."""
+
+    # -- client challenge sessions (oauth-transports.md §5) ------------------------------
+
+    @abc.abstractmethod
+    async def create_challenge_session(self, session: ChallengeSession) -> None:
+        """Remember a challenge until its follow-up (TX-51); the digest is fresh randomness."""
+
+    @abc.abstractmethod
+    async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
+        """The session under `session_digest`, expired or not (the caller decides, TX-52)."""
+
+    @abc.abstractmethod
+    async def take_challenge_session(self, session_digest: str) -> bool:
+        """Remove the session: True for exactly one of any number of concurrent calls, the
+        one whose follow-up answers it (single use, TX-51)."""
+
+    @abc.abstractmethod
+    async def purge_challenge_sessions(self, before: datetime) -> int:
+        """Forget the sessions that expired (strictly) before the instant, unanswered."""

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from profiles.client_challenge.challenge import ChallengeSession
 from services.store.records import (
     ApprovalRecord,
     AuditDraft,
@@ -94,6 +95,7 @@ _decode_audit_draft = msgspec.json.Decoder(AuditDraft).decode
 _decode_callback = msgspec.json.Decoder(CallbackDelivery).decode
 _decode_handle = msgspec.json.Decoder(ContinuationHandle).decode
 _decode_grant = msgspec.json.Decoder(IssuedGrant).decode
+_decode_challenge_session = msgspec.json.Decoder(ChallengeSession).decode
 
 
 def in_utc(record: _R) -> _R:
@@ -253,6 +255,15 @@ def decode_handle(document: str | bytes) -> ContinuationHandle:
 
 def decode_grant(document: str | bytes) -> IssuedGrant:
     return _decode_grant(document)
+
+
+def challenge_session_row(session: ChallengeSession, time: TimeColumn) -> tuple[Any, ...]:
+    """`(session_digest, expires_at, document)`."""
+    return (session.session_digest, time(session.expires_at), encode_document(session))
+
+
+def decode_challenge_session(document: str | bytes) -> ChallengeSession:
+    return _decode_challenge_session(document)
 
 
 def already_bound(bound: IdempotentTask, claim: IdempotencyClaim) -> TaskCreation:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import asyncpg
 
+from profiles.client_challenge.challenge import ChallengeSession
 from services.store.base import Store, StoreUnavailable
 from services.store.codec import (
     EMPTY_PARENTS,
@@ -27,6 +28,8 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
+    challenge_session_row,
+    decode_challenge_session,
     decode_grant,
     decode_handle,
     decode_idempotent_task,
@@ -647,3 +650,25 @@ class PostgresStore(Store):
         async with self._connection() as connection:
             document = await connection.fetchval("SELECT document FROM issued_grants WHERE grant_id = $1", grant_id)
         return None if document is None else decode_grant(document)
+
+    async def create_challenge_session(self, session: ChallengeSession) -> None:
+        async with self._connection() as connection:
+            await connection.execute(
+                "INSERT INTO challenge_sessions (session_digest, expires_at, document) VALUES ($1, $2, $3)",
+                *challenge_session_row(session, as_utc),
+            )
+
+    async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval(
+                "SELECT document FROM challenge_sessions WHERE session_digest = $1", session_digest
+            )
+        return None if document is None else decode_challenge_session(document)
+
+    async def take_challenge_session(self, session_digest: str) -> bool:
+        async with self._connection() as connection:
+            status = await connection.execute("DELETE FROM challenge_sessions WHERE session_digest = $1", session_digest)
+        return status == "DELETE 1"
+
+    async def purge_challenge_sessions(self, before: datetime) -> int:
+        return await self._delete_expired("challenge_sessions", before)

@@ -243,6 +243,11 @@ class ContinuationHandle(msgspec.Struct, kw_only=True, omit_defaults=True):
     grant_id: str | None = None  # the IssuedGrant, once issued
     txn_issuer: str | None = None  # txn binding: the challenging RS (`iss`)
     txn: str | None = None
+    # The verified client evidence the request was evaluated with (a Client Challenge follow-up,
+    # `context.client_evidence`) and until when it holds: re-evaluations use it again, and the
+    # grant lives no longer than it (D-CC-5).
+    client_evidence: dict[str, Any] | None = None
+    client_evidence_until: datetime | None = None
     # The handle sealed under a server key (JWE dir+A256GCM), opened only to answer a
     # deduplicated request while pending (OP-20, D-AROP-18); the digest serves every lookup.
     sealed_handle: str | None = None

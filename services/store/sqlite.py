@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from profiles.client_challenge.challenge import ChallengeSession
 from services.store.base import Store, StoreUnavailable
 from services.store.codec import (
     EMPTY_PARENTS,
@@ -32,6 +33,8 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
+    challenge_session_row,
+    decode_challenge_session,
     decode_grant,
     decode_handle,
     decode_idempotent_task,
@@ -627,3 +630,25 @@ class SQLiteStore(Store):
         async with self._transaction(write=False) as db:
             rows = await db.execute_fetchall("SELECT document FROM issued_grants WHERE grant_id = ?", (grant_id,))
         return decode_grant(rows[0][0]) if rows else None
+
+    async def create_challenge_session(self, session: ChallengeSession) -> None:
+        async with self._transaction(write=True) as db:
+            await db.execute(
+                "INSERT INTO challenge_sessions (session_digest, expires_at, document) VALUES (?, ?, ?)",
+                challenge_session_row(session, _format_time),
+            )
+
+    async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT document FROM challenge_sessions WHERE session_digest = ?", (session_digest,)
+            )
+        return decode_challenge_session(rows[0][0]) if rows else None
+
+    async def take_challenge_session(self, session_digest: str) -> bool:
+        async with self._transaction(write=True) as db:
+            cursor = await db.execute("DELETE FROM challenge_sessions WHERE session_digest = ?", (session_digest,))
+            return cursor.rowcount == 1
+
+    async def purge_challenge_sessions(self, before: datetime) -> int:
+        return await self._delete_expired("challenge_sessions", before)

@@ -18,6 +18,13 @@ what it is told, exactly (status and body).
                    is served by POST /token
     POST /ciba/push     the sidecar's push notification (HMAC-signed, OP-51): mint the grant and
                    deliver the tokens, or the error, to the client's endpoint (TX-27, TX-28)
+
+Client Challenge (oauth-transports.md §5): the clients in `challenge_clients` registered
+`insufficient_client_authorization_supported: true` (TX-59), which the AS passes with each of
+their requests; a token request's `challenge_session` and evidence (the OAuth-Client-Attestation
+and OAuth-Client-Attestation-PoP headers, the `mandate` parameter, a further profile's
+`EVIDENCE_PARAMETERS`) are relayed as they came, and the 403 challenge relayed like any error.
+The client credentials grant consumes nothing, so a challenge leaves nothing spent (TX-58).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ IAT_WINDOW = 60
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1, TX-3
+EVIDENCE_PARAMETERS = ("vp_token",)  # the parameter of the extension type the tests configure
 
 
 class OAuthFailure(Exception):
@@ -64,10 +72,11 @@ class AuthorizationServer:
 
     def __init__(
         self, sidecar_url: str, sidecar_key: str, clients: dict[str, str], *, port: int | None = None,
-        push_secret: str = "", ca_file: str | None = None,
+        push_secret: str = "", ca_file: str | None = None, challenge_clients: frozenset[str] = frozenset(),
     ) -> None:
         self.sidecar = httpx.AsyncClient(base_url=sidecar_url, headers={"Authorization": f"Bearer {sidecar_key}"}, timeout=30)
         self.clients = clients
+        self.challenge_clients = challenge_clients
         self.signing_key = ECKey.generate_key("P-256", parameters={"kid": "as-1"})
         self.port = port or free_port()
         # CIBA: each client's registered delivery mode and notification endpoint, the secret the
@@ -179,9 +188,9 @@ class AuthorizationServer:
         resources = request.query_params.getall("resource", []) or raw.getall("resource", [])  # RFC 8707: repeatable
         if grant_type == "client_credentials":
             decide = _decide(form, resources, client_id, sender, grant_type, {"type": "Agent", "id": client_id})
-            return self.relay(await self.ask("/oauth/v1/decide", decide), client_id)
+            return self.relay(await self.ask("/oauth/v1/decide", self.answering(decide, request, form)), client_id)
         if grant_type == TOKEN_EXCHANGE:
-            return await self.exchange(form, resources, client_id, sender)
+            return await self.exchange(form, resources, client_id, sender, request)
         if grant_type == ciba.GRANT_TYPE:
             redeem = {"binding": "ciba", "handle": form.get("auth_req_id", ""), "client_id": client_id, "auth_method": CLIENT_AUTH, "sender": sender}
             return self.relay(await self.ask("/oauth/v1/redeem", redeem), client_id, id_token=True)
@@ -196,7 +205,9 @@ class AuthorizationServer:
             return self.relay(await self.ask("/oauth/v1/refresh-check", check), client_id)
         raise OAuthFailure(400, "unsupported_grant_type")
 
-    async def exchange(self, form: dict[str, str], resources: list[str], client_id: str, sender: dict[str, str]) -> Response[Any]:
+    async def exchange(
+        self, form: dict[str, str], resources: list[str], client_id: str, sender: dict[str, str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         """RFC 8693 (TX-73..TX-76): the subject token must be a live access token of this AS. One
         minted from a recorded grant goes to exchange-check (same client and key, inside the
         approval, never broader); any other is an originating grant like client_credentials,
@@ -217,7 +228,26 @@ class AuthorizationServer:
                 check["authorization_details"] = details
             return self.relay(await self.ask("/oauth/v1/exchange-check", check), client_id, exchanged=True)
         decide = _decide(form, resources, client_id, sender, TOKEN_EXCHANGE, minted["subject"])
-        return self.relay(await self.ask("/oauth/v1/decide", decide), client_id, exchanged=True)
+        return self.relay(await self.ask("/oauth/v1/decide", self.answering(decide, request, form)), client_id, exchanged=True)
+
+    def answering(self, decide: dict[str, Any], request: Request[Any, Any, Any], form: dict[str, str]) -> dict[str, Any]:
+        """A token request's Client Challenge members: the client's registered support (TX-59),
+        and a follow-up's `challenge_session` and evidence, relayed as sent (TX-58)."""
+        decide["client"]["insufficient_client_authorization_supported"] = decide["client"]["id"] in self.challenge_clients
+        if "challenge_session" in form:
+            decide["challenge_session"] = form["challenge_session"]
+        evidence: dict[str, Any] = {}
+        for member, header in (("client_attestation", "oauth-client-attestation"), ("client_attestation_pop", "oauth-client-attestation-pop")):
+            if header in request.headers:
+                evidence[member] = request.headers[header]
+        if "mandate" in form:
+            evidence["mandate"] = form["mandate"]
+        parameters = {name: form[name] for name in EVIDENCE_PARAMETERS if name in form}
+        if parameters:
+            evidence["parameters"] = parameters
+        if evidence:
+            decide["evidence"] = evidence
+        return decide
 
     def own_token(self, token: str, token_type: str) -> dict[str, Any]:
         """TX-75: a subject (or actor) token that is not an unexpired access token of this AS is

@@ -136,11 +136,14 @@ class OAuthClient:
     def form(self, **members: str) -> dict[str, str]:
         return {"client_id": self.client_id, "client_secret": self.secret, **members}
 
-    def trade(self, amount: int, portfolio: str = "alice-main", action: str = "buy", **members: str) -> httpx.Response:
-        """A client_credentials token request for one trade (RAR)."""
+    def trade(
+        self, amount: int, portfolio: str = "alice-main", action: str = "buy", *, headers: dict[str, str] | None = None, **members: str
+    ) -> httpx.Response:
+        """A client_credentials token request for one trade (RAR); `headers` besides DPoP (a
+        client attestation), `members` more form parameters (a challenge follow-up's)."""
         details = f'[{{"type": "trade", "identifier": "{portfolio}", "actions": ["{action}"], "amount": {amount}}}]'
         form = self.form(grant_type="client_credentials", authorization_details=details, resource="https://broker.example", **members)
-        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token")})
+        return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token"), **(headers or {})})
 
     def poll(self, deferral_code: str, key: ECKey | None = None) -> httpx.Response:
         form = self.form(grant_type=dtr.GRANT_TYPE, deferral_code=deferral_code)
@@ -177,10 +180,10 @@ class OAuthClient:
 @contextmanager
 def deployment(
     backend: str, workdir: Path, oauth: str, *, caller: str = "", access_requests: str = "",
-    edit_bundle: Callable[[Path], None] | None = None, as_options: dict[str, Any] | None = None,
+    edit_bundle: Callable[[Path], None] | None = None, as_options: dict[str, Any] | None = None, env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """`caller`, `access_requests`: more TOML for the AS caller and those sections;
-    `edit_bundle` changes the bundle copy; `as_options` go to the test AS."""
+    `edit_bundle` changes the bundle copy; `as_options` go to the test AS; `env` to the service."""
     as_key, as_hash = new_api_key()
     alice_key, alice_hash = new_api_key()
     config = (
@@ -194,7 +197,7 @@ def deployment(
         bundle = agents_bundle(workdir / "bundle")
         if edit_bundle is not None:
             edit_bundle(bundle)
-        service = Restartable(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle)))
+        service = Restartable(workdir, config=config, env={"AROP_STORE__URL": url, **(env or {})}, args=("--bundle", str(bundle)))
         server = stack.enter_context(service.start())
         as_server = stack.enter_context(running(AuthorizationServer(server.base_url, as_key, CLIENTS, **(as_options or {}))))
         yield Deployment(server.base_url, as_server, alice_key, store_url=url, service=service, server=server, runs=stack)

@@ -10,20 +10,24 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
 from profiles.arop.errors import OAuthFailure
 from profiles.client_challenge.attestation import ATTESTATION_TYP, POP_TYP, ClientAttestationVerifier
+from profiles.arop.model import relayed_body
 from profiles.client_challenge.challenge import (
     ERROR,
     STATUS,
     ChallengeSession,
-    challenge_body,
+    Presenter,
+    challenge_response,
     check_follow_up,
-    choose_requirement,
+    follow_up,
     open_session,
+    requirement_for,
     session_digest,
 )
 from profiles.client_challenge.evidence import EvidenceContext, EvidenceInput, registry
@@ -214,57 +218,141 @@ def test_tx_57_a_tampered_or_misissued_mandate_is_refused() -> None:
 VERIFIERS = registry({"client_attestation": ATTESTATIONS, "mandate": MANDATES})
 
 
+KEYED = "jkt:abc"
+
+
+def challenge_for(pairs: list[tuple[str, list[str]]], *, supports: bool = True, key_thumbprint: str = KEYED, presented: str | None = None) -> str | None:
+    return requirement_for(pairs, client_supports=supports, key_thumbprint=key_thumbprint, presented=presented, verifiers=VERIFIERS)  # type: ignore[arg-type]
+
+
 def test_tx_59_only_clients_that_declared_support_are_challenged() -> None:
-    assert choose_requirement(["mandate"], client_supports=False, verifiers=VERIFIERS) is None
-    assert choose_requirement(["mandate"], client_supports=True, verifiers=VERIFIERS) == "mandate"
+    assert challenge_for([("deny", ["mandate"])], supports=False) is None
+    assert challenge_for([("deny", ["mandate"])]) == "mandate"
+
+
+def test_tx_61_d_cc_4_only_a_client_that_proves_a_key_is_challenged() -> None:
+    assert challenge_for([("deny", ["mandate"])], key_thumbprint="") is None
+    assert challenge_for([("deny", ["mandate"])], key_thumbprint="x5t#S256:abc") == "mandate"
 
 
 def test_tx_56_only_types_with_a_verifier_are_asked_for() -> None:
-    assert choose_requirement(["verifiable_presentation", "client_attestation"], client_supports=True, verifiers=VERIFIERS) == "client_attestation"
-    assert choose_requirement(["verifiable_presentation"], client_supports=True, verifiers=VERIFIERS) is None
+    assert challenge_for([("deny", ["verifiable_presentation", "client_attestation"])]) == "client_attestation"
+    assert challenge_for([("deny", ["verifiable_presentation"])]) is None
+
+
+def test_design_3_a_denial_no_evidence_can_lift_is_not_challenged() -> None:
+    assert challenge_for([("allow", []), ("deny", ["mandate"]), ("deny", [])]) is None  # the plain denial ends it
+    assert challenge_for([("allow", []), ("requestable", [])]) is None  # nothing to challenge for
+    assert challenge_for([("allow", ["mandate"]), ("requestable", [])]) is None  # an allowed pair's permits do not count
+
+
+def test_design_3_the_challenge_comes_before_approval_and_composes_with_it() -> None:
+    assert challenge_for([("requestable", ["mandate"])]) == "mandate"
+    assert challenge_for([("deny", ["mandate"]), ("requestable", [])]) == "mandate"  # the rest stays requestable
+
+
+def test_design_3_evidence_presented_on_this_request_is_not_asked_for_again() -> None:
+    assert challenge_for([("requestable", ["mandate"])], presented="mandate") is None
+    assert challenge_for([("deny", ["mandate", "client_attestation"])], presented="mandate") == "client_attestation"
+
+
+def test_design_3_one_type_must_serve_every_challengeable_pair() -> None:
+    assert challenge_for([("deny", ["client_attestation", "mandate"]), ("deny", ["mandate"])]) == "mandate"
+    assert challenge_for([("deny", ["client_attestation"]), ("deny", ["mandate"])]) is None
 
 
 def test_tx_49_tx_50_tx_51_tx_52_the_response_names_a_typed_requirement_a_session_and_its_life() -> None:
-    session, record, body = open_session(
-        MANDATES, client_id=CLIENT, auth_method="private_key_jwt", key_thumbprint="jkt:abc", now=NOW, ttl=timedelta(minutes=2)
-    )
-    assert STATUS == 403 and body["error"] == ERROR == "insufficient_client_authorization"
-    assert body["authorization_requirement"] == {"type": "mandate", "mandate_types": ["mandate+jwt"], "parameter": "mandate"}
-    assert body["challenge_session"] == session and body["expires_in"] == 120
+    record, answer = open_session(MANDATES, PRESENTER, request_digest="r-1", now=NOW, ttl=timedelta(minutes=2))
+    assert answer.status == STATUS == 403 and answer.error == ERROR == "insufficient_client_authorization"
+    assert answer.authorization_requirement == {"type": "mandate", "mandate_types": ["mandate+jwt"], "parameter": "mandate"}
+    session = answer.challenge_session
+    assert relayed_body(answer) == {
+        "error": ERROR, "authorization_requirement": answer.authorization_requirement, "challenge_session": session, "expires_in": 120,
+    }
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", session)  # TX-51: opaque, 256 bits
     assert record.session_digest == session_digest(session) != session and record.expires_at == NOW + timedelta(minutes=2)
     with pytest.raises(ValueError):
-        challenge_body({"presentation_definition": {}}, session, 120)  # TX-50: type is required
+        challenge_response({"presentation_definition": {}}, session, 120)  # TX-50: type is required
+
+
+def test_tx_58_evidence_answers_a_session() -> None:
+    assert follow_up(None, None) is None
+    assert follow_up("cs-1", None) == ("cs-1", EvidenceInput())  # for the verifier to refuse (TX-57)
+    refused("invalid_request", follow_up, None, EvidenceInput(mandate="m"))
+
+
+PRESENTER = Presenter("as", CLIENT, "private_key_jwt", KEYED)
 
 
 def _session(**changes: Any) -> ChallengeSession:
     fields: dict[str, Any] = {
-        "session_digest": session_digest("cs-1"), "requirement_type": "mandate", "client_id": CLIENT,
-        "auth_method": "private_key_jwt", "key_thumbprint": "jkt:abc", "expires_at": NOW + timedelta(minutes=2), **changes,
+        "session_digest": session_digest("cs-1"), "requirement_type": "mandate", "issued_to": PRESENTER, "request_digest": "r-1",
+        "expires_at": NOW + timedelta(minutes=2), **changes,
     }
     return ChallengeSession(**fields)
 
 
 def test_tx_58_a_follow_up_by_the_same_client_method_and_key_answers_the_session() -> None:
-    assert check_follow_up(_session(), client_id=CLIENT, auth_method="private_key_jwt", key_thumbprint="jkt:abc", now=NOW) == _session()
+    assert check_follow_up(_session(), PRESENTER, request_digest="r-1", now=NOW) == _session()
+
+
+def test_tx_58_a_follow_up_repeats_the_challenged_request() -> None:
+    refused("invalid_request", check_follow_up, _session(), PRESENTER, request_digest="r-2", now=NOW)
 
 
 @pytest.mark.parametrize(
     ("session", "presenter"),
     [
-        (None, {}),  # unknown
+        (None, {}),  # unknown, or already answered (the store hands a session out once)
         (_session(expires_at=NOW), {}),  # TX-52: expired
-        (_session(answered=True), {}),  # single use
         (_session(), {"key_thumbprint": "jkt:another"}),  # TX-61: replayed from another key
         (_session(), {"client_id": "trader-9"}),
         (_session(), {"auth_method": "client_secret_post"}),
+        (_session(), {"authority": "another-as"}),
     ],
 )
 def test_tx_61_s5_4_an_unknown_expired_spent_or_foreign_session_is_invalid_grant(session: ChallengeSession | None, presenter: dict[str, str]) -> None:
-    who = {"client_id": CLIENT, "auth_method": "private_key_jwt", "key_thumbprint": "jkt:abc", **presenter}
-    refused("invalid_grant", check_follow_up, session, now=NOW, **who)
+    who = msgspec.structs.replace(PRESENTER, **presenter)
+    refused("invalid_grant", check_follow_up, session, who, request_digest="r-2", now=NOW)
 
 
 def test_tx_56_a_verifier_is_registered_under_its_own_type() -> None:
     with pytest.raises(ValueError):
         registry({"vp": MANDATES})
+
+
+# -- the extension point (services/oauth/client_challenge.py) ----------------------------------
+
+
+def _entry(**members: Any) -> Any:
+    from services.config import EvidenceVerifierConfig
+    from services.oauth.issuer_keys import TrustedIssuer
+
+    return EvidenceVerifierConfig(issuers=[TrustedIssuer(issuer=WALLET, jwks={"keys": []})], **members)
+
+
+def test_tx_56_built_in_and_extension_verifiers_are_built_from_configuration() -> None:
+    from services.oauth.client_challenge import build_verifier
+
+    assert isinstance(build_verifier(_entry(type="mandate"), lambda iss, kid: None), MandateVerifier)
+    attestations = build_verifier(_entry(type="client_attestation", options={"max_pop_age": 60}), lambda iss, kid: None)
+    assert isinstance(attestations, ClientAttestationVerifier) and attestations.max_pop_age == timedelta(seconds=60)
+    licence = build_verifier(_entry(type="broker_licence", factory="tests.oauth.licence_verifier:BrokerLicenceVerifier", options={"parameter": "lic"}), lambda iss, kid: None)
+    assert licence.type == "broker_licence" and licence.requirement()["parameter"] == "lic"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"type": "vp", "factory": "no.such.module:Verifier"},
+        {"type": "vp", "factory": "tests.oauth.licence_verifier:NoSuchVerifier"},
+        {"type": "vp", "factory": "tests.oauth.licence_verifier:BrokerLicenceVerifier"},  # verifies another type
+        {"type": "mandate", "options": {"max_amount": 5}},  # an option the verifier does not take
+    ],
+)
+def test_tx_56_a_verifier_that_cannot_be_built_is_a_configuration_error(entry: dict[str, Any]) -> None:
+    from services.config import ConfigError
+    from services.oauth.client_challenge import build_verifier
+
+    with pytest.raises(ConfigError):
+        build_verifier(_entry(**entry), lambda iss, kid: None)

@@ -121,3 +121,42 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         load_config(bad, environ={})
+
+
+# -- [oauth.client_challenge] (issue 5) ----------------------------------------------------------
+
+_JWKS = '{ keys = [{ kty = "EC", crv = "P-256", x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" }] }'
+
+
+def _challenge_config(tmp_path: Path, verifiers: str, oauth: str = 'issuer = "https://as.example"\n') -> Path:
+    file = tmp_path / "arop.toml"
+    file.write_text(f"[oauth]\n{oauth}[oauth.client_challenge]\nsession_ttl = 60\n{verifiers}")
+    return file
+
+
+def test_client_challenge_verifiers_are_read(tmp_path: Path) -> None:
+    verifiers = (
+        f'[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nissuers = [{{ issuer = "https://wallet.example", jwks = {_JWKS} }}]\n'
+        '[[oauth.client_challenge.verifiers]]\ntype = "broker_licence"\nfactory = "tests.oauth.licence_verifier:BrokerLicenceVerifier"\n'
+        'issuers = [{ issuer = "https://regulator.example", jwks_uri = "https://regulator.example/jwks" }]\noptions = { parameter = "licence" }\n'
+    )
+    section = load_config(_challenge_config(tmp_path, verifiers), environ={}).oauth.client_challenge
+    assert section.session_ttl == 60 and [v.type for v in section.verifiers] == ["mandate", "broker_licence"]
+    assert section.verifiers[1].options == {"parameter": "licence"}
+
+
+@pytest.mark.parametrize(
+    ("verifiers", "oauth", "message"),
+    [
+        ('[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nissuers = [{ issuer = "https://w.example", jwks_uri = "https://w.example/j" }]\n', "", "set oauth.issuer"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "mandate"\n', 'issuer = "https://as.example"\n', "name the issuers"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "vp"\nissuers = [{ issuer = "https://w.example", jwks_uri = "https://w.example/j" }]\n', 'issuer = "https://as.example"\n', "factory: required"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nfactory = "x:y"\nissuers = [{ issuer = "https://w.example", jwks_uri = "https://w.example/j" }]\n', 'issuer = "https://as.example"\n', "factory: required"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "vp"\nfactory = "not a path"\nissuers = [{ issuer = "https://w.example", jwks_uri = "https://w.example/j" }]\n', 'issuer = "https://as.example"\n', "package.module:callable"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nissuers = [{ issuer = "https://w.example", jwks_uri = "http://w.example/j" }]\n', 'issuer = "https://as.example"\n', "must be https"),
+        ('[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nissuers = [{ issuer = "https://w.example", jwks_uri = "https://w.example/j" }]\n' * 2, 'issuer = "https://as.example"\n', "each type once"),
+    ],
+)
+def test_client_challenge_errors_name_the_bad_key(tmp_path: Path, verifiers: str, oauth: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_challenge_config(tmp_path, verifiers, oauth), environ={})
