@@ -57,8 +57,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """`arop serve`'s start-up checks, run in their own process: validate the bundle, apply
-    migrations, print the bundle version."""
+    """`arop serve`'s start-up checks, run in their own process: validate the bundle, build the
+    client evidence verifiers (a configured factory must import), apply migrations, print the
+    bundle version."""
+    from services.oauth.client_challenge import build_verifier
     from services.pdp.bundle import BundleError, load_bundle
 
     config = _config(args)
@@ -66,6 +68,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         bundle = load_bundle(config.bundle_path())
     except BundleError as exc:
         return _fail("the policy bundle is invalid:\n  " + "\n  ".join(map(str, exc.problems)))
+    try:
+        for verifier in config.oauth.client_challenge.verifiers:
+            build_verifier(verifier, lambda iss, kid: None)
+    except ConfigError as exc:
+        return _fail(f"configuration: {exc}")
     asyncio.run(_with_store(config, lambda store: store.migrate()))
     print(bundle.version)
     return 0

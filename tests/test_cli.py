@@ -40,7 +40,7 @@ def test_policy_check_reports_file_and_line(tmp_path: Path) -> None:
     assert f"policies.cedar:{line}: " in result.stderr and "can_fly" in result.stderr
 
 
-@pytest.mark.parametrize(("bundle", "cases"), [("todo", 45), ("agents", 13)])
+@pytest.mark.parametrize(("bundle", "cases"), [("todo", 45), ("agents", 15)])
 def test_policy_test_passes_on_every_example(bundle: str, cases: int) -> None:
     result = arop("policy", "test", str(ROOT / "examples" / bundle))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -109,6 +109,18 @@ def test_serve_counts_jwt_and_mtls_callers_as_caller_credentials(tmp_path: Path,
 def test_serve_reports_configuration_errors() -> None:
     result = arop("serve", env={"AROP_SERVER__PORT": "nope"})
     assert result.returncode == 2 and "server.port" in result.stderr
+
+
+def test_serve_refuses_an_evidence_verifier_it_cannot_build(tmp_path: Path) -> None:
+    """Issue 5: a configured factory that does not import stops `arop serve` before any worker."""
+    config = tmp_path / "arop.toml"
+    config.write_text(
+        '[oauth]\nissuer = "https://as.example"\n[[oauth.client_challenge.verifiers]]\ntype = "vp"\nfactory = "no_such_module:Verifier"\n'
+        'issuers = [{ issuer = "https://wallet.example", jwks_uri = "https://wallet.example/jwks" }]\n'
+    )
+    result = arop("serve", "--port", "1", "--config", str(config), cwd=tmp_path, env={"AROP_STORE__URL": f"sqlite:///{tmp_path / 'arop.db'}"})
+    assert result.returncode == 2
+    assert "the vp verifier cannot be built: No module named 'no_such_module'" in result.stderr, result.stderr
 
 
 def test_callers_new_key_prints_a_matching_entry() -> None:

@@ -7,6 +7,8 @@
 - `open_session` / `challenge_response`: the Insufficient Client Authorization Response
   (TX-49..TX-53): HTTP 403, `insufficient_client_authorization`, the typed
   `authorization_requirement`, the `challenge_session` at top level (§5.4), `expires_in`.
+- `resolvable_without_evidence`: whether a client that could not satisfy the challenge goes on to approval
+  instead of `unauthorized_client` (TX-57).
 - `follow_up` and `check_follow_up`: the session is the challenge's nonce (TX-51), stored
   hashed like a continuation handle, bound to the AS, the client, its authentication method,
   its key (TX-61) and the request it challenged (TX-58), answered once, before it expires
@@ -83,6 +85,14 @@ def requirement_for(
     return next((kind for kind in first if all(kind in kinds for kinds in others)), None)
 
 
+def resolvable_without_evidence(verdicts: Sequence[Verdict]) -> bool:
+    """TX-57, DESIGN §3: may a request whose client failed to supply the evidence go on? Yes
+    when no pair is denied outright: what is not allowed is requestable, and approval is another
+    way to resolve it (deferred with the opt-in, the remediation without it). Otherwise the
+    failed answer is `unauthorized_client`."""
+    return "deny" not in verdicts
+
+
 def new_session() -> str:
     """TX-51: opaque and unguessable (256 bits, base64url)."""
     return secrets.token_urlsafe(SESSION_BYTES)
@@ -103,7 +113,10 @@ def open_session(
         session_digest=session_digest(session), requirement_type=verifier.type, issued_to=issued_to,
         request_digest=request_digest, expires_at=now + timedelta(seconds=expires_in),
     )
-    return record, challenge_response({**verifier.requirement(), "type": verifier.type}, session, expires_in)
+    members = verifier.requirement()
+    if "type" in members:
+        raise ValueError(f"the {verifier.type} verifier's requirement names its own type")
+    return record, challenge_response({"type": verifier.type, **members}, session, expires_in)
 
 
 def challenge_response(requirement: JSONObject, session: str, expires_in: int) -> ClientChallenge:

@@ -6,7 +6,10 @@ JWT (`typ` mandate+jwt) signed by an issuer this AS trusts for its users (the us
 IdP key): `iss`, `sub` the user, `aud` this AS, `client_id` the agent it empowers, `exp`, `jti`,
 and `cnf.jkt` the agent's DPoP key, so that only that agent can present it. Its other claims are
 the constraints (e.g. `actions`, `max_amount`, `resources`); policies bound the grant by them
-through `context.client_evidence.claims` (DESIGN §3). A mandate may be presented again while it
+through `context.client_evidence.claims` (DESIGN §3). The user is also given as an entity,
+`claims.user` (type `user_type`, id `sub`), so that a policy can require the mandate to come from
+the user whose resource is at stake (`claims.user == resource.owner`): a trusted issuer signs
+for many users, and any one user's mandate must not empower an agent over another's. A mandate may be presented again while it
 lives, always by the key it names: its reuse is what its constraints allow, per request.
 """
 
@@ -31,12 +34,14 @@ _JKT = "jkt:"
 
 
 class MandateVerifier:
-    """`issuers` resolves (`iss`, `kid`) to a key trusted to sign users' mandates."""
+    """`issuers` resolves (`iss`, `kid`) to a key trusted to sign users' mandates; `user_type`
+    is the entity type of the users they sign for."""
 
     type = TYPE
 
-    def __init__(self, issuers: KeyResolver) -> None:
+    def __init__(self, issuers: KeyResolver, *, user_type: str = "User") -> None:
         self.issuers = issuers
+        self.user_type = user_type
 
     def requirement(self) -> JSONObject:
         return {"mandate_types": [TYP], "parameter": "mandate"}
@@ -65,7 +70,7 @@ class MandateVerifier:
         return VerifiedEvidence(
             type=TYPE,
             issuer=str(claims["iss"]),
-            claims=policy_claims(claims, iss=claims["iss"], sub=claims["sub"]),
+            claims=policy_claims(claims, iss=claims["iss"], sub=claims["sub"], user={"__entity": {"type": self.user_type, "id": claims["sub"]}}),
             expires_at=expires_at,
             jti=None,
             remember_until=expires_at + context.skew,

@@ -53,7 +53,7 @@ from profiles.arop.dedup import (
     sender_of,
     thumbprint,
 )
-from profiles.arop.errors import ACCESS_DENIED, INVALID_GRANT, OAuthFailure
+from profiles.arop.errors import ACCESS_DENIED, INVALID_GRANT, UNAUTHORIZED_CLIENT, OAuthFailure
 from profiles.arop.grants import (
     GrantPolicy,
     GrantRecord,
@@ -79,6 +79,7 @@ from profiles.arop.model import (
 )
 from profiles.arop.outcomes import PairDecision, Verdict, choose, denial_error, pending
 from profiles.arop.requested import Requested, requested_of
+from profiles.client_challenge.challenge import resolvable_without_evidence
 from profiles.client_challenge.evidence import VerifiedEvidence
 from profiles.arop.txn_challenge import VerifiedChallenge
 from profiles.arop.vocabulary import Pair, expand, request_context
@@ -152,17 +153,28 @@ class SidecarService:
         requested = requested_of(request)
         dedup_key = request_dedup_key(request, requested, authority=caller.name)
         # TX-58: a follow-up's evidence, verified; the request itself is kept without it.
-        evidence = await self.challenges.answer(request, dedup_key, caller.name, now)
+        try:
+            evidence, unanswered = await self.challenges.answer(request, dedup_key, caller.name, now), None
+        except OAuthFailure as failure:
+            if failure.error != UNAUTHORIZED_CLIENT:
+                raise
+            evidence, unanswered = None, failure
         request = msgspec.structs.replace(request, challenge_session=None, evidence=None)
         evaluated, verdicts, kinds = await self._judge(caller, request, requested, {}, evidence)
-        kind = self.challenges.requirement(request, [(v.verdict, k) for v, k in zip(verdicts, kinds)], evidence)
-        if kind is not None:  # DESIGN §3: the challenge comes first, approval after it
-            return await self.challenges.challenge(kind, request, dedup_key, caller.name, now)
+        if unanswered is not None:
+            # TX-57, DESIGN §3: a client that cannot satisfy the challenge may still reach
+            # approval, the other way to resolve it; only without one is it unauthorized_client.
+            if not resolvable_without_evidence([v.verdict for v in verdicts]):
+                raise unanswered
+        else:
+            kind = self.challenges.requirement(request, [(v.verdict, k) for v, k in zip(verdicts, kinds)], evidence)
+            if kind is not None:  # DESIGN §3: the challenge comes first, approval after it
+                return await self.challenges.challenge(kind, request, dedup_key, caller.name, now)
         settings = self.config.oauth
         choice = choose(request, verdicts, retry_with=settings.retry_with if settings.remediation else [])
         if choice == "allow":
-            # D-CC-5: a grant on client evidence lives no longer than the evidence, and is not
-            # refreshed without it: the client answers a new challenge instead.
+            # D-CC-5: a grant on client evidence lives no longer than the evidence and is used
+            # as minted (no refresh, no exchange): the client answers a new challenge instead.
             bounds = [evidence.expires_at] if evidence else []
             return Allow(grant=build_grant(request, requested, now=now, policy=self.policy, approved_until=bounds, single_use=evidence is not None))
         if choice == "defer":
@@ -401,12 +413,13 @@ class SidecarService:
         bounds += [parse_instant(d.context["approval"]["approved_until"]) for d in decisions if d.context and "approval" in d.context]
         request = msgspec.convert(record.request, DecideRequest)
         challenge = stored_challenge(record) if record.binding == "txn" else None  # OP-59
+        single_use = challenge is not None or record.client_evidence is not None  # OP-59, D-CC-5
         requested = challenge.requested() if challenge is not None else requested_of(request)
         grant_id = "gr_" + secrets.token_urlsafe(24)
         try:
             grant = build_grant(
                 request, requested, now=now, policy=self.policy, approved_until=bounds, grant_id=grant_id,
-                single_use=challenge is not None, challenge=challenge,
+                single_use=single_use, challenge=challenge,
             )
         except OAuthFailure as failure:
             return failure.response() if await self._settle(record, "denied", now) else None
@@ -425,7 +438,7 @@ class SidecarService:
             approval=earliest,
             approved_until=min(bounds),
             refresh_allowed=grant.refresh_allowed,
-            single_use=challenge is not None,
+            single_use=single_use,
             created_at=now,
             grant=msgspec.to_builtins(grant),
         )

@@ -255,6 +255,10 @@ def _tampered(token: str, **claims: Any) -> str:
     return f"{header}.{forged}.{signature}"
 
 
+# Buys of 60,000: above what alice may approve, so only a mandate could allow them and a failed one
+# has no other way out (TX-57). Below 50,000 a failed answer goes on to approval instead.
+BEYOND_APPROVAL = 60_000
+
 MANDATE_FAILURES = {
     "expired": lambda trust, client: trust.mandate(client, iat=int(time.time()) - 900, exp=int(time.time()) - 600),
     "wrong issuer": lambda trust, client: trust.mandate(client, key=_key("wallet-1"), iss="https://wallet.example/mallory"),
@@ -270,12 +274,51 @@ MANDATE_FAILURES = {
 @pytest.mark.parametrize("failure", list(MANDATE_FAILURES))
 def test_tx_57_evidence_that_fails_is_unauthorized_client_and_spends_the_session(setup: Setup, failure: str) -> None:
     client = setup.client()
-    session = setup.challenged(client, 5000)
+    session = setup.challenged(client, BEYOND_APPROVAL)
     bad = MANDATE_FAILURES[failure](setup.trust, client)
-    response = client.trade(5000, challenge_session=session, **({"mandate": bad} if bad else {}))
+    response = client.trade(BEYOND_APPROVAL, challenge_session=session, **({"mandate": bad} if bad else {}))
     assert response.status_code == 400 and error_of(response) == "unauthorized_client", response.text
-    retry = client.trade(5000, challenge_session=session, mandate=setup.trust.mandate(client))
+    retry = client.trade(BEYOND_APPROVAL, challenge_session=session, mandate=setup.trust.mandate(client, max_amount=100_000))
     assert retry.status_code == 400 and error_of(retry) == "invalid_grant"  # no second try on one challenge
+
+
+@pytest.mark.parametrize(
+    ("mandate", "what"),
+    [({"sub": "bob"}, "bob's mandate for alice's portfolio"), ({"actions": ["sell"]}, "a mandate to sell, for a buy")],
+)
+def test_tx_56_a_valid_mandate_allows_only_what_it_says(setup: Setup, mandate: dict[str, Any], what: str) -> None:
+    """The mandate verifies (a trusted issuer signs for every user), but the policy reads who it
+    is from and what it allows: neither covers this buy, and no approval path covers 60,000."""
+    client = setup.client()
+    session = setup.challenged(client, BEYOND_APPROVAL)
+    response = client.trade(BEYOND_APPROVAL, challenge_session=session, mandate=setup.trust.mandate(client, max_amount=100_000, **mandate))
+    assert response.status_code == 400 and error_of(response) == "invalid_authorization_details", what
+
+
+def test_tx_57_design_3_a_client_that_cannot_satisfy_the_challenge_may_still_ask_for_approval(setup: Setup) -> None:
+    """No mandate at hand: the agent answers the session without evidence, with the DTR opt-in.
+    Approval is another way to resolve the request, so it is deferred, not refused."""
+    deployed, client = setup.deployed, setup.client()
+    session = setup.challenged(client, 7000, completion_mode="deferred")
+    before = deployed.inbox()
+    pending = client.trade(7000, completion_mode="deferred", challenge_session=session)
+    assert pending.status_code == 400 and error_of(pending) == "authorization_pending", pending.text
+    deployed.review(new_task(deployed, before), "approve", reason="fine")
+    wait_interval()
+    issued = client.poll(pending.json()["deferral_code"])
+    assert issued.status_code == 200, issued.text
+    assert "refresh_token" in issued.json()  # an approval alone: refreshable as usual
+
+
+def test_tx_57_evidence_that_fails_where_approval_remains_gets_the_ordinary_requestable_answer(setup: Setup) -> None:
+    """D-CC-7: 7,000 is requestable from alice, so a failed mandate is not the end of it."""
+    client = setup.client()
+    session = setup.challenged(client, 7000)
+    response = client.trade(7000, challenge_session=session, mandate=setup.trust.mandate(client, aud="https://another-as.example"))
+    assert response.status_code == 400 and error_of(response) == "invalid_authorization_details"
+    assert response.json()["approval_obtainable"] == {"retry_with": ["completion_mode=deferred"]}
+    spent = client.trade(7000, challenge_session=session, mandate=setup.trust.mandate(client))
+    assert spent.status_code == 400 and error_of(spent) == "invalid_grant"
 
 
 # -- requirement types: client attestation and an extension (TX-56) ------------------------------
@@ -386,6 +429,7 @@ def test_design_3_above_the_mandate_the_buy_becomes_requestable_through_approval
     assert issued.status_code == 200, issued.text
     claims = claims_of(issued.json()["access_token"])
     assert claims["authorization_details"] == [{**DETAILS, "amount": 20_000}] and claims["exp"] <= claims_of(mandate)["exp"]
+    assert "refresh_token" not in issued.json()  # D-CC-5: the grant rests on the mandate too
 
 
 def test_design_3_without_the_opt_in_an_uncovered_buy_is_told_approval_is_obtainable(setup: Setup) -> None:

@@ -28,6 +28,7 @@ from profiles.client_challenge.challenge import (
     follow_up,
     open_session,
     requirement_for,
+    resolvable_without_evidence,
     session_digest,
 )
 from profiles.client_challenge.evidence import EvidenceContext, EvidenceInput, registry
@@ -179,7 +180,14 @@ def mandated(token: str, **changes: Any) -> Any:
 def test_mandate_valid_evidence_carries_its_constraints_to_policies() -> None:
     verified = mandated(mandate())
     assert (verified.type, verified.issuer, verified.jti) == ("mandate", WALLET, None)
-    assert verified.claims == {"iss": WALLET, "sub": "alice", "client_id": CLIENT, "actions": ["buy"], "max_amount": 10000}
+    user = {"__entity": {"type": "User", "id": "alice"}}  # for policies: whose mandate it is
+    assert verified.claims == {"iss": WALLET, "sub": "alice", "user": user, "client_id": CLIENT, "actions": ["buy"], "max_amount": 10000}
+    assert verified.expires_at == NOW + timedelta(days=1)  # the mandate bounds the grant (D-CC-5)
+
+
+def test_mandate_user_type_is_configurable() -> None:
+    verified = MandateVerifier(resolver(WALLET, WALLET_KEY), user_type="Customer").verify(EvidenceInput(mandate=mandate()), context())
+    assert verified.claims["user"] == {"__entity": {"type": "Customer", "id": "alice"}}
 
 
 @pytest.mark.parametrize(
@@ -273,6 +281,12 @@ def test_tx_49_tx_50_tx_51_tx_52_the_response_names_a_typed_requirement_a_sessio
     assert record.session_digest == session_digest(session) != session and record.expires_at == NOW + timedelta(minutes=2)
     with pytest.raises(ValueError):
         challenge_response({"presentation_definition": {}}, session, 120)  # TX-50: type is required
+
+
+def test_tx_57_without_the_evidence_only_approval_can_resolve_the_request() -> None:
+    assert resolvable_without_evidence(["allow", "requestable"])  # approval is another way
+    assert resolvable_without_evidence(["allow"])
+    assert not resolvable_without_evidence(["requestable", "deny"])  # no other way: unauthorized_client
 
 
 def test_tx_58_evidence_answers_a_session() -> None:
