@@ -29,7 +29,7 @@ from services.config import REPO_ROOT
 from tests.oauth.conftest import CLIENTS, Deployment, OAuthClient, claims_of, deployment, new_task, wait_interval
 from tests.server import free_port
 
-WALLET = "https://wallet.example/alice"  # alice's wallet signs her mandates
+WALLET = "https://wallet.example/alice"  # the wallet service that signs alice's (and anyone's) mandates
 ATTESTER = "https://attester.example"  # vouches for genuine trading-agent instances
 REGULATOR = "https://regulator.example"  # licenses brokers (the extension type)
 SESSION_TTL = 3
