@@ -12,19 +12,20 @@ Policies see the attester as `iss` and the attestation's own claims (e.g. a soft
 
 from __future__ import annotations
 
-import hmac
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from profiles.arap.model import JSONObject
-from profiles.arap.signed import KeyResolver, UnverifiedToken, lifetime, numeric_date, verify_jwt
+from profiles.arap.signed import KeyResolver, numeric_date
 from profiles.client_challenge.evidence import (
-    ASYMMETRIC,
     EvidenceContext,
     EvidenceInput,
     VerifiedEvidence,
+    check_answers_challenge,
+    expiry,
     policy_claims,
     refused,
+    verified_claims,
 )
 
 TYPE = "client_attestation"
@@ -48,22 +49,18 @@ class ClientAttestationVerifier:
     def verify(self, supplied: EvidenceInput, context: EvidenceContext) -> VerifiedEvidence:
         if not supplied.client_attestation or not supplied.client_attestation_pop:
             raise refused("client_attestation needs the attestation and its proof of possession")
-        attestation = _verified(supplied.client_attestation, "client attestation", resolve_key=self.attesters, audience=None, typ=ATTESTATION_TYP)
-        claims = attestation.claims
+        claims = verified_claims(supplied.client_attestation, "client attestation", resolve_key=self.attesters, audience=None, typ=ATTESTATION_TYP)
         if claims.get("sub") != context.client_id:
             raise refused("the client attestation is for another client")
-        expires_at = _alive(claims, context, "client attestation")
+        expires_at = expiry(claims, context, "client attestation")
         instance_key = _confirmation_key(claims)
-        pop = _verified(
+        proof = verified_claims(
             supplied.client_attestation_pop, "attestation proof", resolve_key=lambda _iss, _kid: instance_key,
             audience=context.audience, typ=POP_TYP,
         )
-        proof = pop.claims
         if proof.get("iss") != context.client_id:
             raise refused("the attestation proof is not the client's")
-        challenge = proof.get("challenge")
-        if not isinstance(challenge, str) or not hmac.compare_digest(challenge.encode(), context.challenge.encode()):
-            raise refused("the attestation proof does not answer this challenge")
+        check_answers_challenge(proof.get("challenge"), context, "the attestation proof")
         jti = proof.get("jti")
         if not isinstance(jti, str) or not jti:
             raise refused("the attestation proof needs a jti")
@@ -81,21 +78,6 @@ class ClientAttestationVerifier:
             jti=f"{context.client_id}\0{jti}",
             remember_until=issued_at + self.max_pop_age + context.skew,
         )
-
-
-def _verified(token: str, what: str, **options: Any) -> Any:
-    try:
-        return verify_jwt(token, algorithms=ASYMMETRIC, **options)
-    except UnverifiedToken as exc:
-        raise refused(f"{what}: {exc.detail}") from None
-
-
-def _alive(claims: JSONObject, context: EvidenceContext, what: str) -> datetime:
-    """The token's `exp`, once it is alive (RFC 7519 with the allowed skew)."""
-    try:
-        return lifetime(claims, now=context.now, skew=context.skew)[1]
-    except ValueError as exc:
-        raise refused(f"{what} {exc}") from None
 
 
 def _confirmation_key(claims: JSONObject) -> Any:

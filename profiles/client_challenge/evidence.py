@@ -6,18 +6,24 @@ A requirement type is a profile of the base draft (TX-56: it says how the client
 input). Each verifier here is one such profile; a new type is a new `EvidenceVerifier` registered
 under its name, with no change to the challenge rules (`profiles.client_challenge.challenge`) or
 the sidecar. Verified evidence reaches policies as `context.client_evidence` (DESIGN §3): its
-`type` and `claims`.
+`type` and `claims`. The checks verifiers share, built-in or not, are here too: a signed token
+(`verified_claims`), its life (`expiry`), its answer to this session (`check_answers_challenge`)
+and its binding to the presenting key (`check_key_binding`), each refusing with
+`unauthorized_client` (TX-57).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from profiles.arap.model import JSONObject
+from profiles.arap.signed import UnverifiedToken, lifetime, verify_jwt
+from profiles.arop.dedup import sender_of
 from profiles.arop.errors import UNAUTHORIZED_CLIENT, OAuthFailure
 from profiles.arop.model import EvidenceInput
 
@@ -74,6 +80,39 @@ class EvidenceVerifier(Protocol):
 def refused(detail: str) -> OAuthFailure:
     """TX-57: input the AS judges invalid, with no other way to resolve the challenge."""
     return OAuthFailure(UNAUTHORIZED_CLIENT, detail)
+
+
+def verified_claims(token: str, what: str, **options: Any) -> JSONObject:
+    """The claims of a JWS `token` that verifies (`profiles.arap.signed.verify_jwt` with
+    `options`, asymmetric algorithms only), or refused naming `what` failed."""
+    try:
+        return verify_jwt(token, algorithms=ASYMMETRIC, **options).claims
+    except UnverifiedToken as exc:
+        raise refused(f"{what}: {exc.detail}") from None
+
+
+def expiry(claims: JSONObject, context: EvidenceContext, what: str) -> datetime:
+    """The token's `exp`, once it is alive (RFC 7519 with the allowed skew), or refused."""
+    try:
+        return lifetime(claims, now=context.now, skew=context.skew)[1]
+    except ValueError as exc:
+        raise refused(f"{what} {exc}") from None
+
+
+def check_answers_challenge(value: object, context: EvidenceContext, what: str) -> None:
+    """TX-51: `value` (a proof's `challenge`, a credential's `nonce`) is this session's value,
+    so the evidence answers this challenge and no other."""
+    if not isinstance(value, str) or not hmac.compare_digest(value.encode(), context.challenge.encode()):
+        raise refused(f"{what} does not answer this challenge")
+
+
+def check_key_binding(claims: JSONObject, context: EvidenceContext, what: str) -> None:
+    """TX-61: `cnf.jkt` names the DPoP key the request proved, so only its holder presents it."""
+    cnf = claims.get("cnf")
+    bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+    presented = sender_of(context.key_thumbprint).dpop_jkt
+    if not isinstance(bound, str) or presented is None or not hmac.compare_digest(bound.encode(), presented.encode()):
+        raise refused(f"{what} is bound to another key")
 
 
 def policy_claims(claims: JSONObject, **named: object) -> JSONObject:

@@ -15,22 +15,21 @@ lives, always by the key it names: its reuse is what its constraints allow, per 
 
 from __future__ import annotations
 
-import hmac
-
 from profiles.arap.model import JSONObject
-from profiles.arap.signed import KeyResolver, UnverifiedToken, lifetime, verify_jwt
+from profiles.arap.signed import KeyResolver
 from profiles.client_challenge.evidence import (
-    ASYMMETRIC,
     EvidenceContext,
     EvidenceInput,
     VerifiedEvidence,
+    check_key_binding,
+    expiry,
     policy_claims,
     refused,
+    verified_claims,
 )
 
 TYPE = "mandate"
 TYP = "mandate+jwt"
-_JKT = "jkt:"
 
 
 class MandateVerifier:
@@ -49,24 +48,13 @@ class MandateVerifier:
     def verify(self, supplied: EvidenceInput, context: EvidenceContext) -> VerifiedEvidence:
         if not supplied.mandate:
             raise refused("mandate: send the user's mandate as the mandate parameter")
-        try:
-            verified = verify_jwt(supplied.mandate, resolve_key=self.issuers, audience=context.audience, algorithms=ASYMMETRIC, typ=TYP)
-        except UnverifiedToken as exc:
-            raise refused(f"mandate: {exc.detail}") from None
-        claims = verified.claims
-        try:
-            _, expires_at = lifetime(claims, now=context.now, skew=context.skew)
-        except ValueError as exc:
-            raise refused(f"mandate {exc}") from None
+        claims = verified_claims(supplied.mandate, "mandate", resolve_key=self.issuers, audience=context.audience, typ=TYP)
+        expires_at = expiry(claims, context, "mandate")
         if claims.get("client_id") != context.client_id:
             raise refused("the mandate empowers another client")
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
             raise refused("the mandate needs sub and jti")
-        cnf = claims.get("cnf")
-        bound = cnf.get("jkt") if isinstance(cnf, dict) else None
-        presented = context.key_thumbprint.removeprefix(_JKT) if context.key_thumbprint.startswith(_JKT) else None
-        if not isinstance(bound, str) or presented is None or not hmac.compare_digest(bound.encode(), presented.encode()):
-            raise refused("the mandate is bound to another key")
+        check_key_binding(claims, context, "the mandate")
         return VerifiedEvidence(
             type=TYPE,
             issuer=str(claims["iss"]),

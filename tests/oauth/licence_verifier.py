@@ -13,11 +13,19 @@ Configured as
 
 from __future__ import annotations
 
-import hmac
-
 from profiles.arap.model import JSONObject
-from profiles.arap.signed import KeyResolver, UnverifiedToken, lifetime, verify_jwt
-from profiles.client_challenge.evidence import ASYMMETRIC, EvidenceContext, EvidenceInput, VerifiedEvidence, policy_claims, refused
+from profiles.arap.signed import KeyResolver
+from profiles.client_challenge.evidence import (
+    EvidenceContext,
+    EvidenceInput,
+    VerifiedEvidence,
+    check_answers_challenge,
+    check_key_binding,
+    expiry,
+    policy_claims,
+    refused,
+    verified_claims,
+)
 
 TYPE = "broker_licence"
 TYP = "licence+jwt"
@@ -37,19 +45,12 @@ class BrokerLicenceVerifier:
         token = supplied.parameters.get(self.parameter)
         if not token:
             raise refused(f"broker_licence: send the licence as {self.parameter}")
-        try:
-            claims = verify_jwt(token, resolve_key=self.resolve_key, audience=context.audience, algorithms=ASYMMETRIC, typ=TYP).claims
-            _, expires_at = lifetime(claims, now=context.now, skew=context.skew)
-        except (UnverifiedToken, ValueError):
-            raise refused("broker_licence: not a valid licence") from None
+        claims = verified_claims(token, "broker_licence", resolve_key=self.resolve_key, audience=context.audience, typ=TYP)
+        expires_at = expiry(claims, context, "broker_licence")
         if claims.get("sub") != context.client_id or not isinstance(claims.get("jti"), str):
             raise refused("broker_licence: the licence is another client's")
-        nonce, cnf = claims.get("nonce"), claims.get("cnf")
-        bound = cnf.get("jkt") if isinstance(cnf, dict) else None
-        if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), context.challenge.encode()):
-            raise refused("broker_licence: the licence does not answer this challenge")
-        if not isinstance(bound, str) or context.key_thumbprint != "jkt:" + bound:
-            raise refused("broker_licence: the licence is bound to another key")
+        check_answers_challenge(claims.get("nonce"), context, "broker_licence: the licence")
+        check_key_binding(claims, context, "broker_licence: the licence")
         return VerifiedEvidence(
             type=TYPE, issuer=str(claims["iss"]), claims=policy_claims(claims, iss=claims["iss"]), expires_at=expires_at,
             jti=claims["jti"], remember_until=expires_at + context.skew,
