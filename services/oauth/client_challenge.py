@@ -13,7 +13,6 @@ service-side half of `profiles.client_challenge`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -44,7 +43,7 @@ from profiles.client_challenge.evidence import (
 from profiles.client_challenge.mandate import MandateVerifier
 from services.config import ConfigError, EvidenceVerifierConfig, OAuthConfig
 from services.oauth.issuer_keys import IssuerKeys
-from services.store.base import Store
+from services.store.base import Store, memory_key
 
 log = logging.getLogger("arop.oauth")
 
@@ -138,7 +137,7 @@ class ClientChallenges:
         )
         evidence = _verified(verifier, supplied, context)
         if evidence.jti is not None:
-            memory = _EVIDENCE_JTI + hashlib.sha256("\0".join((evidence.type, evidence.issuer, evidence.jti)).encode()).hexdigest()
+            memory = memory_key(_EVIDENCE_JTI, evidence.type, evidence.issuer, evidence.jti)
             if not await self.store.claim_token_id(memory, None, evidence.remember_until, now):
                 raise refused(f"this {evidence.type} evidence was presented before")
         return evidence

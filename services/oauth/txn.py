@@ -17,7 +17,6 @@ before its signature verifies (TX-34).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from profiles.arop.txn_challenge import (
 )
 from services.config import OAuthConfig
 from services.oauth.issuer_keys import IssuerKeys
-from services.store.base import Store
+from services.store.base import Store, memory_key
 from services.store.records import ContinuationHandle
 
 log = logging.getLogger("arop.oauth")
@@ -76,10 +75,10 @@ class TxnChallenges:
         memories are atomic store claims, so of two presenters racing for one `txn` exactly one
         owns it."""
         owner_until = max(jti_memory_until(challenge, self.skew), now + self.txn_tail)
-        owns = await self.store.claim_token_id(_digest(_TXN_OWNER, challenge.iss, challenge.txn), presenter, owner_until, now)
+        owns = await self.store.claim_token_id(memory_key(_TXN_OWNER, challenge.iss, challenge.txn), presenter, owner_until, now)
         handles = await self.store.handles_for_dedup_key(txn_dedup_key(presenter, challenge.iss, challenge.txn)) if owns else []
         current = next((h for h in handles if h.state == "pending" and h.expires_at > now), None)
-        fresh = await self.store.claim_token_id(_digest(_TXN_JTI, challenge.iss, challenge.jti), None, jti_memory_until(challenge, self.skew), now)
+        fresh = await self.store.claim_token_id(memory_key(_TXN_JTI, challenge.iss, challenge.jti), None, jti_memory_until(challenge, self.skew), now)
         known = KnownTxn(presenter=presenter, pending=current is not None) if owns else KnownTxn(presenter="\0another presenter", pending=False)
         if admit_challenge(challenge, presenter=presenter, known=known, jti_replayed=not fresh) == "reuse":
             return current
@@ -123,9 +122,3 @@ def stored_challenge(record: ContinuationHandle) -> VerifiedChallenge:
     challenge = read_challenge(unverified_parts(record.request["transaction_challenge"])[1])
     assert challenge.iss == record.txn_issuer and challenge.txn == record.txn
     return challenge
-
-
-def _digest(tag: str, *parts: str) -> str:
-    """A store key for a (`iss`, value) memory: tagged, NUL-framed, hashed (the store's jti
-    column holds ARAP binding-token jtis too; the tag keeps the namespaces apart)."""
-    return tag + hashlib.sha256("\0".join(parts).encode()).hexdigest()

@@ -7,6 +7,7 @@ shared by replicas goes through here, and each method is one transaction.
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -29,6 +30,13 @@ from services.store.records import (
     TaskCreation,
     TaskRecord,
 )
+
+
+def memory_key(tag: str, *parts: str) -> str:
+    """A `claim_token_id` key for a memory other than a binding token's own jti (a txn's owner,
+    a replayed challenge or evidence jti): tagged, NUL-framed, hashed. The column holds ARAP
+    binding-token jtis too; the tag keeps the namespaces apart."""
+    return tag + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class StoreUnavailable(Exception):
