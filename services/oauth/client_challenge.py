@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from profiles.arap.signed import KeyResolver
-from profiles.arop.dedup import thumbprint
+from profiles.arop.dedup import request_dedup_key, thumbprint
 from profiles.arop.errors import INVALID_GRANT, OAuthFailure
 from profiles.arop.model import ClientChallenge, DecideRequest, EvidenceInput
 from profiles.arop.outcomes import Verdict
+from profiles.arop.requested import Requested
 from profiles.client_challenge.attestation import ClientAttestationVerifier
 from profiles.client_challenge.challenge import (
     Presenter,
@@ -104,14 +105,15 @@ class ClientChallenges:
             verifiers=self.verifiers,
         )
 
-    async def challenge(self, kind: str, request: DecideRequest, request_digest: str, authority: str, now: datetime) -> ClientChallenge:
+    async def challenge(self, kind: str, request: DecideRequest, requested: Requested, authority: str, now: datetime) -> ClientChallenge:
         """TX-49..TX-52, TX-61: a new session, stored bound to the AS, client, method, key and
-        request, and the answer carrying it."""
+        request (its §6 dedup key), and the answer carrying it."""
+        request_digest = request_dedup_key(request, requested, authority=authority)
         record, answer = open_session(self.verifiers[kind], _presenter(request, authority), request_digest=request_digest, now=now, ttl=self.ttl)
         await self.store.create_challenge_session(record)
         return answer
 
-    async def answer(self, request: DecideRequest, request_digest: str, authority: str, now: datetime) -> VerifiedEvidence | None:
+    async def answer(self, request: DecideRequest, requested: Requested, authority: str, now: datetime) -> VerifiedEvidence | None:
         """TX-58: the verified evidence of a follow-up, None for a request that answers no
         challenge; OAuthFailure: invalid_grant for a session that is unknown, expired, spent or
         another's (§5.4, TX-61), invalid_request for another request or evidence without a
@@ -124,6 +126,7 @@ class ClientChallenges:
         value, supplied = answered
         presenter = _presenter(request, authority)
         digest = session_digest(value)
+        request_digest = request_dedup_key(request, requested, authority=authority)
         session = check_follow_up(await self.store.get_challenge_session(digest), presenter, request_digest=request_digest, now=now)
         # Only its own client spends a session: a stranger holding a captured one cannot burn it.
         if not await self.store.take_challenge_session(digest):

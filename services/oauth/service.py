@@ -79,11 +79,11 @@ from profiles.arop.model import (
 )
 from profiles.arop.outcomes import PairDecision, Verdict, choose, denial_error, pending
 from profiles.arop.requested import Requested, requested_of
-from profiles.client_challenge.challenge import resolvable_without_evidence
-from profiles.client_challenge.evidence import VerifiedEvidence
 from profiles.arop.txn_challenge import VerifiedChallenge
 from profiles.arop.vocabulary import Pair, expand, request_context
 from profiles.authzen.model import Decision, EvaluationRequest, Subject
+from profiles.client_challenge.challenge import resolvable_without_evidence
+from profiles.client_challenge.evidence import VerifiedEvidence
 from services.access_requests.service import AccessRequestService, Forbidden
 from services.auth import Caller
 from services.oauth import ciba
@@ -151,10 +151,9 @@ class SidecarService:
         requested_expiry = check_backchannel(request) if request.binding == "ciba" else None
         ciba.check_push(request, self.config.oauth.push_endpoint)
         requested = requested_of(request)
-        dedup_key = request_dedup_key(request, requested, authority=caller.name)
         # TX-58: a follow-up's evidence, verified; the request itself is kept without it.
         try:
-            evidence, unanswered = await self.challenges.answer(request, dedup_key, caller.name, now), None
+            evidence, unanswered = await self.challenges.answer(request, requested, caller.name, now), None
         except OAuthFailure as failure:
             if failure.error != UNAUTHORIZED_CLIENT:
                 raise
@@ -169,7 +168,7 @@ class SidecarService:
         else:
             kind = self.challenges.requirement(request, [(v.verdict, k) for v, k in zip(verdicts, kinds)], evidence)
             if kind is not None:  # DESIGN §3: the challenge comes first, approval after it
-                return await self.challenges.challenge(kind, request, dedup_key, caller.name, now)
+                return await self.challenges.challenge(kind, request, requested, caller.name, now)
         settings = self.config.oauth
         choice = choose(request, verdicts, retry_with=settings.retry_with if settings.remediation else [])
         if choice == "allow":
@@ -178,7 +177,7 @@ class SidecarService:
             bounds = [evidence.expires_at] if evidence else []
             return Allow(grant=build_grant(request, requested, now=now, policy=self.policy, approved_until=bounds, single_use=evidence is not None))
         if choice == "defer":
-            return await self._defer(caller, request, requested, evaluated, now, requested_expiry, dedup_key=dedup_key, evidence=evidence)
+            return await self._defer(caller, request, requested, evaluated, now, requested_expiry, evidence=evidence)
         return choice
 
     async def _judge(
@@ -241,7 +240,7 @@ class SidecarService:
         self, caller: Caller, request: DecideRequest, requested: Requested, evaluated: list[tuple[Pair, EvaluationRequest, Decision]], now: datetime,
         requested_expiry: int | None = None,
         *,
-        dedup_key: str,
+        dedup_key: str | None = None,
         challenge: VerifiedChallenge | None = None,
         evidence: VerifiedEvidence | None = None,
     ) -> DecideResponse:
@@ -249,6 +248,7 @@ class SidecarService:
         bound to a handle; a retry while that handle is pending gets it back. A txn handle
         dedups on client, `iss` and `txn` (`dedup_key`) and records the challenge's (OP-60);
         one opened on client evidence records it for the re-evaluations (D-CC-5)."""
+        dedup_key = dedup_key or request_dedup_key(request, requested, authority=caller.name)
         known = await self.store.handles_for_dedup_key(dedup_key)
         current = next((h for h in known if h.state == "pending" and h.expires_at > now), None)
         if current is not None:
