@@ -54,6 +54,7 @@ class AccessRequestWorker:
         await store.purge_evaluations(now - self.service.skew - EXPIRED_EVALUATION_KEPT)
         await store.purge_token_ids(now - self.service.skew)
         await store.purge_challenge_sessions(now - self.service.skew)
+        await store.purge_reviewer_sessions(now)
         await self.deliverer.deliver_due(datetime.now(UTC))
 
     async def _loop(self) -> None:

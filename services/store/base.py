@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from profiles.client_challenge.challenge import ChallengeSession
 from services.store.records import (
+    ReviewerSession,
     ApprovalRecord,
     AuditDraft,
     AuditEvent,
@@ -205,8 +206,9 @@ class Store(abc.ABC):
         apart from the events, so that `arop audit verify` notices the newest ones removed."""
 
     @abc.abstractmethod
-    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
-        """Stored audit events in chain order (seq ascending) after `after_seq`."""
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000, task_id: str | None = None) -> list[AuditEvent]:
+        """Stored audit events in chain order (seq ascending) after `after_seq`; only one task's
+        when `task_id` is given (its history in the reviewer UI)."""
 
     @abc.abstractmethod
     async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
@@ -304,3 +306,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_challenge_sessions(self, before: datetime) -> int:
         """Forget the sessions that expired (strictly) before the instant, unanswered."""
+
+    # -- reviewer UI sessions (services/reviewer) -----------------------------------------
+
+    @abc.abstractmethod
+    async def save_reviewer_session(self, session: ReviewerSession) -> None:
+        """Insert the session, or replace the one with its digest."""
+
+    @abc.abstractmethod
+    async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
+        """The session under `session_digest`, expired or not (the caller decides)."""
+
+    @abc.abstractmethod
+    async def delete_reviewer_session(self, session_digest: str) -> bool:
+        """End the session: True for exactly one of any number of concurrent calls (a sign-in
+        consumes the pre-sign-in session once)."""
+
+    @abc.abstractmethod
+    async def purge_reviewer_sessions(self, before: datetime) -> int:
+        """Forget the sessions that expired (strictly) before the instant."""

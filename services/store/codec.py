@@ -12,6 +12,7 @@ import msgspec
 
 from profiles.client_challenge.challenge import ChallengeSession
 from services.store.records import (
+    ReviewerSession,
     ApprovalRecord,
     AuditDraft,
     AuditEvent,
@@ -96,6 +97,7 @@ _decode_callback = msgspec.json.Decoder(CallbackDelivery).decode
 _decode_handle = msgspec.json.Decoder(ContinuationHandle).decode
 _decode_grant = msgspec.json.Decoder(IssuedGrant).decode
 _decode_challenge_session = msgspec.json.Decoder(ChallengeSession).decode
+_decode_reviewer_session = msgspec.json.Decoder(ReviewerSession).decode
 
 
 def in_utc(record: _R) -> _R:
@@ -257,13 +259,17 @@ def decode_grant(document: str | bytes) -> IssuedGrant:
     return _decode_grant(document)
 
 
-def challenge_session_row(session: ChallengeSession, time: TimeColumn) -> tuple[Any, ...]:
-    """`(session_digest, expires_at, document)`."""
+def session_row(session: ChallengeSession | ReviewerSession, time: TimeColumn) -> tuple[Any, ...]:
+    """`(session_digest, expires_at, document)`: the row of a challenge or reviewer session."""
     return (session.session_digest, time(session.expires_at), encode_document(session))
 
 
 def decode_challenge_session(document: str | bytes) -> ChallengeSession:
     return _decode_challenge_session(document)
+
+
+def decode_reviewer_session(document: str | bytes) -> ReviewerSession:
+    return _decode_reviewer_session(document)
 
 
 def already_bound(bound: IdempotentTask, claim: IdempotencyClaim) -> TaskCreation:

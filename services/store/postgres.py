@@ -28,8 +28,9 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
-    challenge_session_row,
+    session_row,
     decode_challenge_session,
+    decode_reviewer_session,
     decode_grant,
     decode_handle,
     decode_idempotent_task,
@@ -49,6 +50,7 @@ from services.store.codec import (
 )
 from services.store.migrations import pending_migrations
 from services.store.records import (
+    ReviewerSession,
     ApprovalRecord,
     AuditDraft,
     AuditEvent,
@@ -502,11 +504,14 @@ class PostgresStore(Store):
             head = await connection.fetchrow("SELECT seq, hash FROM audit_head")
         return head["seq"], head["hash"]
 
-    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000, task_id: str | None = None) -> list[AuditEvent]:
         async with self._connection() as connection:
-            rows = await connection.fetch(
-                "SELECT document FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit
-            )
+            if task_id is None:
+                rows = await connection.fetch("SELECT document FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+            else:
+                rows = await connection.fetch(
+                    "SELECT document FROM audit_events WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", task_id, after_seq, limit
+                )
         return [decode_audit_event(row["document"]) for row in rows]
 
     async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
@@ -655,7 +660,7 @@ class PostgresStore(Store):
         async with self._connection() as connection:
             await connection.execute(
                 "INSERT INTO challenge_sessions (session_digest, expires_at, document) VALUES ($1, $2, $3)",
-                *challenge_session_row(session, as_utc),
+                *session_row(session, as_utc),
             )
 
     async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
@@ -672,3 +677,24 @@ class PostgresStore(Store):
 
     async def purge_challenge_sessions(self, before: datetime) -> int:
         return await self._delete_expired("challenge_sessions", before)
+
+    async def save_reviewer_session(self, session: ReviewerSession) -> None:
+        async with self._connection() as connection:
+            await connection.execute(
+                "INSERT INTO reviewer_sessions (session_digest, expires_at, document) VALUES ($1, $2, $3)"
+                " ON CONFLICT (session_digest) DO UPDATE SET expires_at = excluded.expires_at, document = excluded.document",
+                *session_row(session, as_utc),
+            )
+
+    async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
+        async with self._connection() as connection:
+            document = await connection.fetchval("SELECT document FROM reviewer_sessions WHERE session_digest = $1", session_digest)
+        return None if document is None else decode_reviewer_session(document)
+
+    async def delete_reviewer_session(self, session_digest: str) -> bool:
+        async with self._connection() as connection:
+            status = await connection.execute("DELETE FROM reviewer_sessions WHERE session_digest = $1", session_digest)
+        return status == "DELETE 1"
+
+    async def purge_reviewer_sessions(self, before: datetime) -> int:
+        return await self._delete_expired("reviewer_sessions", before)

@@ -294,3 +294,35 @@ def audit_hash(draft: AuditDraft, seq: int, prev_hash: str) -> str:
     """The chained hash of an audit event: every member but `hash` itself, canonically encoded."""
     body = {**msgspec.to_builtins(draft), "seq": seq, "prev_hash": prev_hash}
     return hashlib.sha256(_audit_encoder.encode(body)).hexdigest()
+
+
+class SignedIn(msgspec.Struct, frozen=True):
+    """Who a reviewer-UI session belongs to, and how they proved it."""
+
+    name: str
+    entity_type: str
+    entity_id: str
+    method: Literal["password", "oidc"]
+
+
+class OidcLogin(msgspec.Struct, frozen=True):
+    """An OpenID Connect sign-in under way: what the callback must find again (state, nonce,
+    the PKCE verifier) and where to go afterwards."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    next: str
+
+
+class ReviewerSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A browser's session with the reviewer UI, kept in the store (every replica reads it;
+    sign-out ends it everywhere). Keyed by the SHA-256 of the cookie value, never the value.
+    Before sign-in it carries only the CSRF token of the sign-in form (and an OIDC login)."""
+
+    session_digest: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+    signed_in: SignedIn | None = None
+    oidc_login: OidcLogin | None = None

@@ -33,8 +33,9 @@ from services.store.codec import (
     decode_callback,
     decode_changes,
     decode_evaluation,
-    challenge_session_row,
+    session_row,
     decode_challenge_session,
+    decode_reviewer_session,
     decode_grant,
     decode_handle,
     decode_idempotent_task,
@@ -56,6 +57,7 @@ from services.store.codec import (
 )
 from services.store.migrations import pending_migrations
 from services.store.records import (
+    ReviewerSession,
     ApprovalRecord,
     AuditDraft,
     AuditEvent,
@@ -506,11 +508,14 @@ class SQLiteStore(Store):
         async with self._transaction(write=False) as db:
             return await self._audit_head(db)
 
-    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+    async def audit_events(self, *, after_seq: int = 0, limit: int = 1000, task_id: str | None = None) -> list[AuditEvent]:
         async with self._transaction(write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT document FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
-            )
+            if task_id is None:
+                rows = await db.execute_fetchall("SELECT document FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            else:
+                rows = await db.execute_fetchall(
+                    "SELECT document FROM audit_events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?", (task_id, after_seq, limit)
+                )
         return [decode_audit_event(document) for (document,) in rows]
 
     async def claim_callbacks(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[CallbackDelivery]:
@@ -635,7 +640,7 @@ class SQLiteStore(Store):
         async with self._transaction(write=True) as db:
             await db.execute(
                 "INSERT INTO challenge_sessions (session_digest, expires_at, document) VALUES (?, ?, ?)",
-                challenge_session_row(session, _format_time),
+                session_row(session, _format_time),
             )
 
     async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
@@ -652,3 +657,24 @@ class SQLiteStore(Store):
 
     async def purge_challenge_sessions(self, before: datetime) -> int:
         return await self._delete_expired("challenge_sessions", before)
+
+    async def save_reviewer_session(self, session: ReviewerSession) -> None:
+        async with self._transaction(write=True) as db:
+            await db.execute(
+                "INSERT INTO reviewer_sessions (session_digest, expires_at, document) VALUES (?, ?, ?)"
+                " ON CONFLICT (session_digest) DO UPDATE SET expires_at = excluded.expires_at, document = excluded.document",
+                session_row(session, _format_time),
+            )
+
+    async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall("SELECT document FROM reviewer_sessions WHERE session_digest = ?", (session_digest,))
+        return decode_reviewer_session(rows[0][0]) if rows else None
+
+    async def delete_reviewer_session(self, session_digest: str) -> bool:
+        async with self._transaction(write=True) as db:
+            cursor = await db.execute("DELETE FROM reviewer_sessions WHERE session_digest = ?", (session_digest,))
+            return cursor.rowcount == 1
+
+    async def purge_reviewer_sessions(self, before: datetime) -> int:
+        return await self._delete_expired("reviewer_sessions", before)

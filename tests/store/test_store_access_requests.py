@@ -168,7 +168,7 @@ def assert_chain(events: list[AuditEvent]) -> None:
 async def test_migrations_are_applied_in_order(store: Store) -> None:
     assert await store.applied_migrations() == [
         "0001_initial", "0002_access_requests", "0003_token_ids", "0004_continuation_handles",
-        "0005_handle_dedup_index", "0006_handle_binding", "0007_challenge_sessions",
+        "0005_handle_dedup_index", "0006_handle_binding", "0007_challenge_sessions", "0008_reviewer_sessions",
     ]
     assert await store.migrate() == []
     assert await store.get_task("nothing") is None
