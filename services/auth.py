@@ -134,6 +134,7 @@ class Authenticator:
         self._reviewers = [
             (bytes.fromhex(r.key_sha256), Reviewer(r.name, r.entity.type, r.entity.id))
             for r in reviewers
+            if r.key_sha256  # a reviewer with only a password signs in to the web UI
         ]
 
     @property

@@ -223,15 +223,52 @@ def cmd_callers_new_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reviewer_entry(args: argparse.Namespace, credential: str) -> str | None:
+    """The [[reviewers]] entry for `--name`/`--entity` with one credential line; None (after
+    saying why) when the entity is not Type::id."""
+    entity_type, separator, entity_id = args.entity.partition("::")
+    if not separator or not entity_type or not entity_id:
+        _fail(f"--entity: {args.entity!r} is not Type::id (e.g. User::alice)")
+        return None
+    return f'[[reviewers]]\nname = "{args.name}"\nentity = {{ type = "{entity_type}", id = "{entity_id}" }}\n{credential}'
+
+
 def cmd_reviewers_new_key(args: argparse.Namespace) -> int:
     from services.auth import new_api_key
 
-    entity_type, separator, entity_id = args.entity.partition("::")
-    if not separator or not entity_type or not entity_id:
-        return _fail(f"--entity: {args.entity!r} is not Type::id (e.g. User::alice)")
     key, digest = new_api_key()
+    entry = _reviewer_entry(args, f'key_sha256 = "{digest}"')
+    if entry is None:
+        return 2
     print(f"API key (shown once, give it to the reviewer): {key}\n")
-    print(f'[[reviewers]]\nname = "{args.name}"\nentity = {{ type = "{entity_type}", id = "{entity_id}" }}\nkey_sha256 = "{digest}"')
+    print(entry)
+    return 0
+
+
+def cmd_reviewers_new_password(args: argparse.Namespace) -> int:
+    """A [[reviewers]] entry to sign in to the web UI with: the password is read from stdin
+    (`--password-stdin`), asked for twice, or generated and shown once."""
+    import getpass
+    import secrets
+
+    from services.reviewer.accounts import hash_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif args.generate:
+        password = secrets.token_urlsafe(16)
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            return _fail("the passwords differ")
+    if len(password) < 12:
+        return _fail("a password must have at least 12 characters")
+    entry = _reviewer_entry(args, f'password_hash = "{hash_password(password)}"')
+    if entry is None:
+        return 2
+    if args.generate:
+        print(f"Password (shown once, give it to the reviewer): {password}\n")
+    print(entry)
     return 0
 
 
@@ -294,6 +331,13 @@ def parser() -> argparse.ArgumentParser:
     reviewer_key.add_argument("--name", required=True)
     reviewer_key.add_argument("--entity", required=True, help="the entity workflows select approvers by, Type::id (e.g. User::alice)")
     reviewer_key.set_defaults(run=cmd_reviewers_new_key)
+    reviewer_password = reviewers.add_parser("new-password", help="a password for the reviewer web UI and its [[reviewers]] entry")
+    reviewer_password.add_argument("--name", required=True, help="the name the reviewer signs in with")
+    reviewer_password.add_argument("--entity", required=True, help="the entity workflows select approvers by, Type::id (e.g. User::alice)")
+    given = reviewer_password.add_mutually_exclusive_group()
+    given.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    given.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    reviewer_password.set_defaults(run=cmd_reviewers_new_password)
     return root
 
 

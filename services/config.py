@@ -174,12 +174,52 @@ class EntityRef(_Section):
 
 
 class ReviewerConfig(_Section):
-    """A person who reviews access requests through the reviewer API, as the entity workflows
-    select approvers by (`resource.owner`, a group, ids). Authenticates with an API key."""
+    """A person who reviews access requests, as the entity workflows select approvers by
+    (`resource.owner`, a group, ids). The reviewer API takes their API key (`key_sha256`); the
+    web UI signs them in by `name` and password (`password_hash`, argon2id). At least one."""
 
     name: str
     entity: EntityRef
-    key_sha256: str
+    key_sha256: str = ""
+    password_hash: str = ""
+
+
+class OidcConfig(_Section):
+    """Sign-in to the reviewer UI through an OpenID Connect provider (authorization code flow
+    with PKCE). The person's entity is `entity_type` with the id from `entity_claim` of the
+    verified ID token: the entity workflows select approvers by."""
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    # Empty: the server's base URL + /ui/login/oidc/callback (register that at the provider).
+    redirect_uri: str = ""
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile", "email"])
+    entity_type: str = "User"
+    # The claim naming the person's entity id. `sub` is the one the provider guarantees unique
+    # and stable; name another (e.g. preferred_username) only where the provider makes it so.
+    entity_claim: str = "sub"
+    # The button on the sign-in page: "Sign in with <display_name>".
+    display_name: str = "single sign-on"
+    # PEM file of the CA to trust for the provider's TLS certificate (empty: the system's).
+    ca_file: str = ""
+
+
+class ReviewerUIConfig(_Section):
+    """The reviewer web UI at /ui (services/reviewer)."""
+
+    enabled: bool = True
+    # Seconds a sign-in lasts, from sign-in (not sliding: a stolen cookie ages out).
+    session_ttl: int = 8 * 3600
+    # The session cookie is `Secure` and `__Host-` prefixed. Browsers accept secure cookies
+    # from http://127.0.0.1 and http://localhost, so only a plain-http deployment on another
+    # host name needs this off (and should not exist).
+    cookie_secure: bool = True
+    # Seconds between the checks for task changes that live inbox updates wait on (per worker).
+    live_interval: float = 1.0
+    # Who sees every task, cancels, and reads the audit verification: entities like reviewers'.
+    admins: list[EntityRef] = msgspec.field(default_factory=list)
+    oidc: OidcConfig = msgspec.field(default_factory=OidcConfig)
 
 
 class AccessRequestConfig(_Section):
@@ -294,6 +334,7 @@ class Config(_Section):
     pdp: PdpConfig = msgspec.field(default_factory=PdpConfig)
     callers: list[CallerConfig] = msgspec.field(default_factory=list)
     reviewers: list[ReviewerConfig] = msgspec.field(default_factory=list)
+    reviewer_ui: ReviewerUIConfig = msgspec.field(default_factory=ReviewerUIConfig)
     access_requests: AccessRequestConfig = msgspec.field(default_factory=AccessRequestConfig)
     oauth: OAuthConfig = msgspec.field(default_factory=OAuthConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -381,8 +422,9 @@ def _check(config: Config) -> None:
         raise ConfigError("store.url: must start with sqlite:// or postgresql://")
     for section, entries in (("callers", config.callers), ("reviewers", config.reviewers)):
         for index, entry in enumerate(entries):
-            if (section == "reviewers" or entry.key_sha256) and not re.fullmatch(r"[0-9a-f]{64}", entry.key_sha256):
+            if entry.key_sha256 and not re.fullmatch(r"[0-9a-f]{64}", entry.key_sha256):
                 raise ConfigError(f"{section}[{index}].key_sha256: must be 64 lowercase hex characters")
+    _check_reviewers(config)
     _check_callers(config)
     ars = config.access_requests
     if not 0 <= ars.clock_skew <= 60:
@@ -413,6 +455,31 @@ def _check(config: Config) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError(f"access_requests.callback_allow_networks[{index}]: {network!r} is not a CIDR") from None
+
+
+def _check_reviewers(config: Config) -> None:
+    """Every reviewer can sign in somewhere, once by name; the UI's OIDC client is complete."""
+    names = [reviewer.name for reviewer in config.reviewers]
+    if len(set(names)) != len(names):
+        raise ConfigError("reviewers: each name once (it is the sign-in name)")
+    for index, reviewer in enumerate(config.reviewers):
+        if not reviewer.key_sha256 and not reviewer.password_hash:
+            raise ConfigError(f"reviewers[{index}]: set key_sha256 (reviewer API) or password_hash (web UI), or both")
+        if reviewer.password_hash and not reviewer.password_hash.startswith("$argon2id$"):
+            raise ConfigError(f"reviewers[{index}].password_hash: must be an argon2id hash (arop reviewers new-password)")
+    ui = config.reviewer_ui
+    if ui.session_ttl < 60:
+        raise ConfigError("reviewer_ui.session_ttl: must be at least 60 seconds")
+    if not 0.1 <= ui.live_interval <= 60:
+        raise ConfigError("reviewer_ui.live_interval: must be between 0.1 and 60 seconds")
+    oidc = ui.oidc
+    if oidc.issuer:
+        if not re.match(r"^https://[^/?#]+(/[^?#]*)?$", oidc.issuer):
+            raise ConfigError("reviewer_ui.oidc.issuer: must be an absolute https URL without query or fragment")
+        if not oidc.client_id:
+            raise ConfigError("reviewer_ui.oidc.client_id: required with reviewer_ui.oidc.issuer")
+        if "openid" not in oidc.scopes:
+            raise ConfigError("reviewer_ui.oidc.scopes: must include openid")
 
 
 def _check_client_challenge(oauth: OAuthConfig) -> None:

@@ -191,3 +191,28 @@ def test_design_3_every_sidecar_route_is_in_the_openapi_document() -> None:
     }
     documented = {(method, path) for method, path, *_ in OPERATIONS if path.startswith("/oauth/")}
     assert served and served == documented
+
+
+def test_reviewers_new_password_prints_an_entry_that_signs_in() -> None:
+    import subprocess
+    import sys
+    import tomllib
+
+    import msgspec
+
+    from services.config import ReviewerConfig
+    from services.reviewer.accounts import LocalAccounts
+
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "reviewers", "new-password", "--name", "alice", "--entity", "User::alice", "--password-stdin"],
+        input="a long enough passphrase\n", capture_output=True, text=True, check=True,
+    )
+    entry = tomllib.loads(result.stdout)["reviewers"][0]
+    assert entry["password_hash"].startswith("$argon2id$") and "passphrase" not in result.stdout
+    reviewer = LocalAccounts([msgspec.convert(entry, ReviewerConfig)]).sign_in("alice", "a long enough passphrase")
+    assert reviewer is not None and (reviewer.entity_type, reviewer.entity_id) == ("User", "alice")
+    short = subprocess.run(
+        [sys.executable, "-m", "services.cli", "reviewers", "new-password", "--name", "a", "--entity", "User::a", "--password-stdin"],
+        input="short\n", capture_output=True, text=True,
+    )
+    assert short.returncode == 2 and "at least 12" in short.stderr
