@@ -72,7 +72,7 @@ from services.access_requests.progress import (
     step_complete,
     write_state,
 )
-from services.access_requests.workflows import Workflow, parse_duration
+from services.access_requests.workflows import RISKS, Workflow, parse_duration
 from services.auth import Caller, Reviewer
 from services.config import Config
 from services.keys import KeyRing
@@ -605,26 +605,62 @@ class AccessRequestService:
         candidates = [s for step in workflow.steps for s in (*step.approvers, *step.escalate_to)]
         return any(who in selected(candidates, view, index) for view in self._views(task))
 
-    async def inbox(self, reviewer: Reviewer, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        """Pending tasks the reviewer may decide now, oldest first by id order of the store."""
-        found: list[dict[str, Any]] = []
+    async def _scan(self, keep: Callable[[TaskRecord], bool], *, status: str | None = None, limit: int = 200) -> list[TaskRecord]:
+        """Up to `limit` tasks `keep` accepts, walking the store page by page in id order."""
+        found: list[TaskRecord] = []
         after: str | None = None
-        workflows = self.runtime.current().bundle.workflows
         while len(found) < limit:
-            page = await self.store.list_tasks(status=PENDING, limit=200, after_id=after)
+            page = await self.store.list_tasks(status=status, limit=200, after_id=after)
             if not page:
                 break
             after = page[-1].id
-            for task in page:
-                workflow = workflows.get(task.template)
-                if workflow is None or now >= task.expires_at:
-                    continue
-                if self._refusal(reviewer, task, workflow, read_state(task.workflow)) is None:
-                    found.append(self._summary(task, workflow))
+            found += [task for task in page if keep(task)]
         return found[:limit]
+
+    async def inbox(self, reviewer: Reviewer, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending tasks the reviewer may decide now, oldest first."""
+        workflows = self.runtime.current().bundle.workflows
+
+        def decidable(task: TaskRecord) -> bool:
+            workflow = workflows.get(task.template)
+            if workflow is None or now >= task.expires_at:
+                return False
+            return self._refusal(reviewer, task, workflow, read_state(task.workflow)) is None
+
+        tasks = await self._scan(decidable, status=PENDING, limit=limit)
+        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at)]
+
+    async def requests_of(self, person: Reviewer, limit: int = 200) -> list[dict[str, Any]]:
+        """The requester's view: the tasks whose subject is this person, newest first."""
+        who = {"type": person.entity_type, "id": person.entity_id}
+        workflows = self.runtime.current().bundle.workflows
+        tasks = await self._scan(lambda task: task.subject.get("type") == who["type"] and task.subject.get("id") == who["id"], limit=limit)
+        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at, reverse=True)]
+
+    async def search(self, query: str, status: str | None, limit: int = 200) -> list[dict[str, Any]]:
+        """The administrator's view: every task (optionally of one status) whose id, template,
+        requester, subject or resources contain `query` (case-insensitive), newest first."""
+        needle = query.strip().lower()
+
+        def matches(task: TaskRecord) -> bool:
+            if not needle:
+                return True
+            names = [task.id, task.template, task.requester, _entity_text(task.subject)]
+            names += [_entity_text(item.resource) for item in task.items]
+            return any(needle in name.lower() for name in names)
+
+        workflows = self.runtime.current().bundle.workflows
+        tasks = await self._scan(matches, status=status, limit=limit)
+        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at, reverse=True)]
+
+    async def audit_trail(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's audit events, oldest first (shown to those who may see the task)."""
+        events = await self.store.audit_events(task_id=task_id, limit=500)
+        return [{"at": format_instant(e.at), "kind": e.kind, "actor": e.actor, "data": e.data} for e in events]
 
     def _summary(self, task: TaskRecord, workflow: Workflow | None) -> dict[str, Any]:
         state = read_state(task.workflow)
+        emergency = any(i.requested_access.get("emergency") for i in task.items)
         return {
             "id": task.id,
             "status": task.status,
@@ -633,17 +669,19 @@ class AccessRequestService:
             "subject": task.subject,
             "items": [{"resource": i.resource, "action": i.action, "status": i.status} for i in task.items],
             "justification": task.context.get("business_justification"),
-            "emergency": any(i.requested_access.get("emergency") for i in task.items),
+            "emergency": emergency,
+            "risk": _risk(workflow, emergency),
             "created_at": format_instant(task.created_at),
             "expires_at": format_instant(task.expires_at),
             "step": state.step + 1 if task.status == PENDING else None,
         }
 
-    async def detail(self, reviewer: Reviewer, task_id: str, now: datetime) -> dict[str, Any]:
+    async def detail(self, reviewer: Reviewer, task_id: str, now: datetime, *, admin: bool = False) -> dict[str, Any]:
         """What a reviewer needs to decide (DESIGN.md §3 "Reviewer UI"): who (subject and the
         acting chain), what, why (justification, requestable policies, template), history, and
-        whether they may decide now and until when at most."""
-        task, workflow = await self._reviewable(reviewer, task_id, now)
+        whether they may decide now and until when at most. An administrator sees every task;
+        seeing one does not make them eligible to decide it."""
+        task, workflow = await self._reviewable(reviewer, task_id, now, admin=admin)
         state = read_state(task.workflow)
         refused = self._refusal(reviewer, task, workflow, state) if task.status == PENDING and workflow else "not_pending"
         detail = self._summary(task, workflow)
@@ -665,12 +703,15 @@ class AccessRequestService:
         )
         return detail
 
-    async def _reviewable(self, reviewer: Reviewer, task_id: str, now: datetime) -> tuple[TaskRecord, Workflow]:
-        """A task the reviewer is involved in; one past its expiry is expired first, so its
-        callback fires and nobody decides it (AR-87)."""
+    async def _reviewable(self, reviewer: Reviewer, task_id: str, now: datetime, *, admin: bool = False) -> tuple[TaskRecord, Workflow]:
+        """A task the reviewer is involved in or the subject of (an administrator: any); one
+        past its expiry is expired first, so its callback fires and nobody decides it (AR-87)."""
         task = await self.store.get_task(task_id)
         workflow = self.runtime.current().bundle.workflows.get(task.template) if task else None
-        if task is None or workflow is None or not self._involved(reviewer, task, workflow):
+        # The request's own subject follows it too (the UI's "my requests"); being its subject
+        # is a refusal to decide it (self-approval), so seeing it grants nothing more.
+        subject = task is not None and _uid(task.subject) == EntityUid(reviewer.entity_type, reviewer.entity_id)
+        if task is None or workflow is None or not (admin or subject or self._involved(reviewer, task, workflow)):
             raise UnknownTask("no such task")
         return await self._expired_if_due(task, now), workflow
 
@@ -729,11 +770,12 @@ class AccessRequestService:
         task = await self._decide(reviewer, task_id, denied, "deny", now)
         return await self.detail(reviewer, task.id, now)
 
-    async def comment(self, reviewer: Reviewer, task_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    async def comment(self, reviewer: Reviewer, task_id: str, body: dict[str, Any], now: datetime, *, admin: bool = False) -> dict[str, Any]:
+        """A note on the task by anyone who may see it."""
         text = _optional_text(body, "comment")
         if not text:
             raise BadRequest("comment is required")
-        await self._reviewable(reviewer, task_id, now)
+        await self._reviewable(reviewer, task_id, now, admin=admin)
 
         def commented(task: TaskRecord) -> Change:
             state = read_state(task.workflow)
@@ -743,7 +785,7 @@ class AccessRequestService:
             return Change(task, audit=[self._audit(now, "task.comment", reviewer.name, task, {"by": msgspec.to_builtins(who), "comment": text})])
 
         task = await self._change(task_id, commented)
-        return await self.detail(reviewer, task.id, now)
+        return await self.detail(reviewer, task.id, now, admin=admin)
 
     async def _decide(self, reviewer: Reviewer, task_id: str, change: Callable[[TaskRecord], Any], verb: str, now: datetime) -> TaskRecord:
         """Apply a reviewer's decision. An ineligible attempt (a party approving its own
@@ -951,6 +993,16 @@ _REFUSALS: dict[str, str] = {
     "separation_of_duties": "you decided an earlier step of this request",
     "already_decided": "you already decided this step",
 }
+
+
+def _entity_text(entity: dict[str, Any]) -> str:
+    return f"{entity.get('type')}::{entity.get('id')}"
+
+
+def _risk(workflow: Workflow | None, emergency: bool) -> str:
+    """The workflow's declared risk; an emergency request is at least high."""
+    declared = workflow.risk if workflow else "medium"
+    return max(declared, "high", key=RISKS.index) if emergency else declared
 
 
 def _ticket_mac(key: bytes, task_id: str) -> str:

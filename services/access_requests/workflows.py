@@ -8,6 +8,8 @@ declared in the bundle's `workflows.toml` (DESIGN.md §3 "Workflows").
     allow_self_approval = false   # the subject, requester and acting agents never approve
     reveal_to_clients = true      # AROP: an OAuth client may learn the access is requestable
     auto_approve = "context.amount <= 2000"   # optional Cedar condition: approve at once
+    risk = "medium"               # low | medium | high | critical: shown to reviewers; high and
+                                  # critical approvals need an explicit confirmation in the UI
     request_schema = "schemas/owner_approval.json"   # optional JSON Schema of submissions
 
     [[workflows.owner_approval.steps]]
@@ -44,6 +46,8 @@ from services.store.records import EntityUid
 
 WORKFLOWS_FILE = "workflows.toml"
 _DURATION = re.compile(r"^(\d+)([smhd])$")
+Risk = Literal["low", "medium", "high", "critical"]
+RISKS: tuple[Risk, ...] = ("low", "medium", "high", "critical")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _ATTRIBUTE_PATH = re.compile(r"^(subject|resource)(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
@@ -90,6 +94,7 @@ class Workflow(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     auto_approve: str | None = None
     request_schema: str | None = None
     notify: list[str] = []
+    risk: Risk = "medium"
 
 
 class Workflows(msgspec.Struct, frozen=True):
