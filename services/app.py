@@ -25,6 +25,7 @@ from services.oauth.service import SidecarService
 from services.observability import RequestContextMiddleware
 from services.pdp import api as pdp_api
 from services.pdp.runtime import PolicyRuntime
+from services.reviewer import pages as reviewer_pages
 from services.store import create_store
 
 log = logging.getLogger("arop")
@@ -69,13 +70,16 @@ def create_app(config: Config) -> Any:
             yield
         finally:
             await worker.stop()
+            if app.state.reviewer_ui is not None:
+                await app.state.reviewer_ui.live.close()
             if changes:
                 await changes.close()
             await runtime.stop()
             await store.close()
 
+    ui = [reviewer_pages.router] if config.reviewer_ui.enabled else []
     app = App(
-        route_handlers=[pdp_api.router(config), ars_api.router, oauth_api.router, admin.router, *ops.ROUTES],
+        route_handlers=[pdp_api.router(config), ars_api.router, oauth_api.router, admin.router, *ops.ROUTES, *ui],
         exception_handlers={**EXCEPTION_HANDLERS, **ars_api.EXCEPTION_HANDLERS},
         lifespan=[lifespan],
         # Callers with bearer JWTs: their issuers' keys are loaded before the handler runs.
@@ -92,6 +96,7 @@ def create_app(config: Config) -> Any:
     app.state.authenticator = Authenticator(config.callers, config.reviewers, trusted_proxies=config.server.trusted_proxies)
     app.state.key_ring = key_ring
     app.state.access_requests = access_requests
+    app.state.reviewer_ui = None  # built on the first page a worker serves (services/reviewer/pages.py)
     # The sidecar decides through the PDP's own decision path (services.pdp.decisions), which
     # reads the application state: it is made once the app exists, like the worker that
     # expires its handles (the lifespan starts the worker after this function returns).

@@ -120,7 +120,7 @@ class JwksCache:
         import httpx  # loaded on first use, like callback delivery
 
         try:
-            async with httpx.AsyncClient(verify=_tls(self._ca_file), trust_env=False, follow_redirects=False, timeout=self._timeout) as client:
+            async with httpx.AsyncClient(verify=cached_tls_context(self._ca_file), trust_env=False, follow_redirects=False, timeout=self._timeout) as client:
                 async with client.stream("GET", self.uri, headers={"Accept": "application/jwk-set+json, application/json"}) as response:
                     if response.status_code != 200:
                         raise ValueError(f"HTTP {response.status_code}")
@@ -141,7 +141,7 @@ class JwksCache:
 
 
 @functools.cache
-def _tls(ca_file: str) -> ssl.SSLContext:
+def cached_tls_context(ca_file: str) -> ssl.SSLContext:
     # Imported here: services.access_requests.delivery needs services.config (module docstring).
     from services.access_requests.delivery import tls_context
 
