@@ -644,15 +644,22 @@ class SQLiteStore(Store):
             )
 
     async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
-        async with self._transaction(write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT document FROM challenge_sessions WHERE session_digest = ?", (session_digest,)
-            )
-        return decode_challenge_session(rows[0][0]) if rows else None
+        document = await self._session_document("challenge_sessions", session_digest)
+        return None if document is None else decode_challenge_session(document)
 
     async def take_challenge_session(self, session_digest: str) -> bool:
+        return await self._delete_session("challenge_sessions", session_digest)
+
+    async def _session_document(self, table: str, session_digest: str) -> str | None:
+        """The document of a session table's row (`table` one of ours, never caller input)."""
+        async with self._transaction(write=False) as db:
+            rows = await db.execute_fetchall(f"SELECT document FROM {table} WHERE session_digest = ?", (session_digest,))
+        return rows[0][0] if rows else None
+
+    async def _delete_session(self, table: str, session_digest: str) -> bool:
+        """Delete a session table's row: True for exactly one of concurrent callers."""
         async with self._transaction(write=True) as db:
-            cursor = await db.execute("DELETE FROM challenge_sessions WHERE session_digest = ?", (session_digest,))
+            cursor = await db.execute(f"DELETE FROM {table} WHERE session_digest = ?", (session_digest,))
             return cursor.rowcount == 1
 
     async def purge_challenge_sessions(self, before: datetime) -> int:
@@ -667,14 +674,11 @@ class SQLiteStore(Store):
             )
 
     async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
-        async with self._transaction(write=False) as db:
-            rows = await db.execute_fetchall("SELECT document FROM reviewer_sessions WHERE session_digest = ?", (session_digest,))
-        return decode_reviewer_session(rows[0][0]) if rows else None
+        document = await self._session_document("reviewer_sessions", session_digest)
+        return None if document is None else decode_reviewer_session(document)
 
     async def delete_reviewer_session(self, session_digest: str) -> bool:
-        async with self._transaction(write=True) as db:
-            cursor = await db.execute("DELETE FROM reviewer_sessions WHERE session_digest = ?", (session_digest,))
-            return cursor.rowcount == 1
+        return await self._delete_session("reviewer_sessions", session_digest)
 
     async def purge_reviewer_sessions(self, before: datetime) -> int:
         return await self._delete_expired("reviewer_sessions", before)
