@@ -605,8 +605,9 @@ class AccessRequestService:
         candidates = [s for step in workflow.steps for s in (*step.approvers, *step.escalate_to)]
         return any(who in selected(candidates, view, index) for view in self._views(task))
 
-    async def _scan(self, keep: Callable[[TaskRecord], bool], *, status: str | None = None, limit: int = 200) -> list[TaskRecord]:
-        """Up to `limit` tasks `keep` accepts, walking the store page by page in id order."""
+    async def _scan(self, keep: Callable[[TaskRecord], bool], *, status: str | None = None, limit: int = 200, newest_first: bool = False) -> list[dict[str, Any]]:
+        """Summaries of up to `limit` tasks `keep` accepts, walking the store page by page in id
+        order, then sorted by creation time."""
         found: list[TaskRecord] = []
         after: str | None = None
         while len(found) < limit:
@@ -615,7 +616,9 @@ class AccessRequestService:
                 break
             after = page[-1].id
             found += [task for task in page if keep(task)]
-        return found[:limit]
+        workflows = self.runtime.current().bundle.workflows
+        tasks = sorted(found[:limit], key=lambda t: t.created_at, reverse=newest_first)
+        return [self._summary(task, workflows.get(task.template)) for task in tasks]
 
     async def inbox(self, reviewer: Reviewer, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
         """Pending tasks the reviewer may decide now, oldest first."""
@@ -627,15 +630,11 @@ class AccessRequestService:
                 return False
             return self._refusal(reviewer, task, workflow, read_state(task.workflow)) is None
 
-        tasks = await self._scan(decidable, status=PENDING, limit=limit)
-        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at)]
+        return await self._scan(decidable, status=PENDING, limit=limit)
 
     async def requests_of(self, person: Reviewer, limit: int = 200) -> list[dict[str, Any]]:
         """The requester's view: the tasks whose subject is this person, newest first."""
-        who = {"type": person.entity_type, "id": person.entity_id}
-        workflows = self.runtime.current().bundle.workflows
-        tasks = await self._scan(lambda task: task.subject.get("type") == who["type"] and task.subject.get("id") == who["id"], limit=limit)
-        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at, reverse=True)]
+        return await self._scan(lambda task: _is_subject(task, person), limit=limit, newest_first=True)
 
     async def search(self, query: str, status: str | None, limit: int = 200) -> list[dict[str, Any]]:
         """The administrator's view: every task (optionally of one status) whose id, template,
@@ -649,9 +648,7 @@ class AccessRequestService:
             names += [_entity_text(item.resource) for item in task.items]
             return any(needle in name.lower() for name in names)
 
-        workflows = self.runtime.current().bundle.workflows
-        tasks = await self._scan(matches, status=status, limit=limit)
-        return [self._summary(task, workflows.get(task.template)) for task in sorted(tasks, key=lambda t: t.created_at, reverse=True)]
+        return await self._scan(matches, status=status, limit=limit, newest_first=True)
 
     async def audit_trail(self, task_id: str) -> list[dict[str, Any]]:
         """The task's audit events, oldest first (shown to those who may see the task)."""
@@ -710,8 +707,7 @@ class AccessRequestService:
         workflow = self.runtime.current().bundle.workflows.get(task.template) if task else None
         # The request's own subject follows it too (the UI's "my requests"); being its subject
         # is a refusal to decide it (self-approval), so seeing it grants nothing more.
-        subject = task is not None and _uid(task.subject) == EntityUid(reviewer.entity_type, reviewer.entity_id)
-        if task is None or workflow is None or not (admin or subject or self._involved(reviewer, task, workflow)):
+        if task is None or workflow is None or not (admin or _is_subject(task, reviewer) or self._involved(reviewer, task, workflow)):
             raise UnknownTask("no such task")
         return await self._expired_if_due(task, now), workflow
 
@@ -993,6 +989,10 @@ _REFUSALS: dict[str, str] = {
     "separation_of_duties": "you decided an earlier step of this request",
     "already_decided": "you already decided this step",
 }
+
+
+def _is_subject(task: TaskRecord, person: Reviewer) -> bool:
+    return _uid(task.subject) == EntityUid(person.entity_type, person.entity_id)
 
 
 def _entity_text(entity: dict[str, Any]) -> str:
