@@ -13,8 +13,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
-from services.auth import Reviewer
 from services.config import ReviewerConfig
+from services.store.records import SignedIn
 
 _HASHER = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
 # Verified when the name is unknown, so that the answer takes as long as for a known name: the
@@ -33,7 +33,7 @@ class LocalAccounts:
     def __bool__(self) -> bool:
         return bool(self._accounts)
 
-    def sign_in(self, name: str, password: str) -> Reviewer | None:
+    def sign_in(self, name: str, password: str) -> SignedIn | None:
         """The reviewer whose name and password these are, or None (either one wrong)."""
         account = self._accounts.get(name)
         try:
@@ -42,4 +42,4 @@ class LocalAccounts:
             return None
         if account is None:
             return None
-        return Reviewer(account.name, account.entity.type, account.entity.id)
+        return SignedIn(name=account.name, entity_type=account.entity.type, entity_id=account.entity.id, method="password")

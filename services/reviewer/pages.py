@@ -135,6 +135,12 @@ def _cookie(ui: ReviewerUI, value: str, session: ReviewerSession | None) -> Cook
     return Cookie(key=ui.sessions.cookie_name, value=value, max_age=max_age, path="/", secure=ui.sessions.secure, httponly=True, samesite="lax")
 
 
+async def _start(ui: ReviewerUI) -> tuple[ReviewerSession, Cookie]:
+    """A new pre-sign-in session and the cookie that names it."""
+    value, session = await ui.sessions.start(_now())
+    return session, _cookie(ui, value, session)
+
+
 async def _session(request: AnyRequest) -> ReviewerSession | None:
     ui = _ui(request)
     return await ui.sessions.load(request.cookies.get(ui.sessions.cookie_name), datetime.now(UTC))
@@ -178,11 +184,11 @@ def _field(form: dict[str, Any], name: str, limit: int) -> str:
     return value.strip()
 
 
-async def _posted(request: AnyRequest) -> tuple[ReviewerSession, dict[str, Any]]:
-    """A POST's session and form fields, once its CSRF check passed."""
+async def _posted(request: AnyRequest, session: ReviewerSession | None) -> tuple[ReviewerSession, dict[str, Any]]:
+    """The form fields of a POST from `session` (as the caller loaded it), once its CSRF check
+    passed: the session is then known to exist."""
     form = await request.form()
     fields = {key: form.get(key) for key in form.keys()}
-    session = await _session(request)
     _check_post(request, session, fields)
     assert session is not None  # csrf_valid needs one
     return session, fields
@@ -190,8 +196,8 @@ async def _posted(request: AnyRequest) -> tuple[ReviewerSession, dict[str, Any]]
 
 async def _signed_in_post(request: AnyRequest) -> tuple[Reviewer, dict[str, Any]]:
     """A signed-in person's POST: who, and the form fields, once its CSRF check passed."""
-    _, reviewer = await _signed_in(request)
-    _, fields = await _posted(request)
+    session, reviewer = await _signed_in(request)
+    _, fields = await _posted(request, session)
     return reviewer, fields
 
 
@@ -223,8 +229,8 @@ async def _login_page(
     session = await _session(request)
     cookies = []
     if session is None:
-        value, session = await ui.sessions.start(_now())
-        cookies.append(_cookie(ui, value, session))
+        session, cookie = await _start(ui)
+        cookies.append(cookie)
     next_path = _local(next_path or request.query_params.get("next"))
     return ui.render(
         "login.html", status, cookies=cookies, csrf=session.csrf_token, next=next_path, error=error, notice=notice,
@@ -255,16 +261,15 @@ async def _begin(request: AnyRequest, session: ReviewerSession, who: SignedIn, n
 @post("/ui/login", status_code=303)
 async def login(request: AnyRequest) -> Response[Any]:
     ui = _ui(request)
-    session, form = await _posted(request)
+    session, form = await _posted(request, await _session(request))
     name, password, next_path = _field(form, "username", 200), _field(form, "password", 1000), _field(form, "next", 2000)
     if not name or not password:
         return await _login_page(request, error="Enter your name and password.", status=400, next_path=next_path)
     async with ui.password_checks:
-        reviewer = await asyncio.to_thread(ui.accounts.sign_in, name, password)
-    if reviewer is None:
+        who = await asyncio.to_thread(ui.accounts.sign_in, name, password)
+    if who is None:
         log.warning("reviewer sign-in failed", extra={"reviewer": name})
         return await _login_page(request, error="Wrong name or password.", status=401, next_path=next_path)
-    who = SignedIn(name=reviewer.name, entity_type=reviewer.entity_type, entity_id=reviewer.entity_id, method="password")
     return await _begin(request, session, who, _local(next_path))
 
 
@@ -276,8 +281,8 @@ async def oidc_begin(request: AnyRequest) -> Response[Any]:
     session = await _session(request)
     cookies = []
     if session is None or session.signed_in is not None:
-        value, session = await ui.sessions.start(_now())
-        cookies.append(_cookie(ui, value, session))
+        session, cookie = await _start(ui)
+        cookies.append(cookie)
     from services.reviewer.oidc import SignInFailed
 
     try:
@@ -312,10 +317,10 @@ async def oidc_callback(request: AnyRequest) -> Response[Any]:
 @post("/ui/logout", status_code=303)
 async def logout(request: AnyRequest) -> Response[Any]:
     ui = _ui(request)
-    if await _session(request) is None:  # already over: nothing to protect, just forget it
-        return Redirect("/ui/login?signed_out=1", status_code=303, cookies=[_cookie(ui, "", None)])
-    session, _ = await _posted(request)
-    await ui.sessions.end(session)
+    session = await _session(request)
+    if session is not None:  # else already over: nothing to protect, just forget the cookie
+        await _posted(request, session)
+        await ui.sessions.end(session)
     return Redirect("/ui/login?signed_out=1", status_code=303, cookies=[_cookie(ui, "", None)])
 
 
@@ -394,17 +399,17 @@ async def _task_page(request: AnyRequest, task_id: str, *, status: int = 200, er
     admin = ui.is_admin(reviewer)
     detail = await ui.service.detail(reviewer, task_id, now, admin=admin)
     trail = await ui.service.audit_trail(task_id)
-    mine = [d for d in detail["decisions"] if d["approver"] == {"type": reviewer.entity_type, "id": reviewer.entity_id}]
     done = request.query_params.get("done")
     # A confirmation only for what this reviewer really did: the query cannot invent one.
-    confirmed = done if done in DONE and (DONE[done] is None or any(d["decision"] == DONE[done] for d in mine)) else None
+    verb = DONE.get(done) if done else None
+    confirmed = done if done in DONE and (verb is None or _decided(detail, reviewer, verb)) else None
     return ui.render(
         "task.html", status, **_base(
-            session, reviewer, ui, task=detail, trail=trail, now=now, error=error, confirmed=confirmed, mine=mine,
+            session, reviewer, ui, task=detail, trail=trail, now=now, error=error, confirmed=confirmed,
             chain=views.acting_chain(detail["subject"], detail.get("client")), details=views.authorization_details(detail["context"]),
             context_rows=views.context_rows(detail["context"]), requested=views.requested_duration(detail),
             durations=views.duration_choices(now, detail["max_approved_until"]) if detail["can_decide"] else [],
-            must_confirm=detail["risk"] in ("high", "critical"), age=views.age(detail["created_at"], now),
+            must_confirm=views.needs_confirmation(detail["risk"]), age=views.age(detail["created_at"], now),
         ),
     )
 
@@ -427,7 +432,7 @@ async def _decide(request: AnyRequest, task_id: str, verb: str) -> Response[Any]
     try:
         if verb == "approve":
             detail = await ui.service.detail(reviewer, task_id, now, admin=admin)
-            if detail["risk"] in ("high", "critical") and form.get("confirm") != "yes" and detail["can_decide"]:
+            if views.needs_confirmation(detail["risk"]) and form.get("confirm") != "yes" and detail["can_decide"]:
                 return await _task_page(request, task_id, status=400, error="Confirm that you reviewed this high-risk request before approving it.")
             body: dict[str, Any] = {"comment": comment}
             until = _field(form, "approved_until", 40)
@@ -442,10 +447,11 @@ async def _decide(request: AnyRequest, task_id: str, verb: str) -> Response[Any]
     return Redirect(f"/ui/tasks/{task_id}?done={'approved' if verb == 'approve' else 'denied'}", status_code=303)
 
 
-def _decided(detail: dict[str, Any], reviewer: Reviewer, verb: str, step: str) -> bool:
-    """Whether this reviewer made decision `verb` on step `step` (1-based, as the form sent)."""
+def _decided(detail: dict[str, Any], reviewer: Reviewer, verb: str, step: str | None = None) -> bool:
+    """Whether this reviewer made decision `verb` (on step `step`, 1-based as the form sent it,
+    when given)."""
     me = {"type": reviewer.entity_type, "id": reviewer.entity_id}
-    return any(d["approver"] == me and d["decision"] == verb and str(d["step"]) == step for d in detail["decisions"])
+    return any(d["approver"] == me and d["decision"] == verb and (step is None or str(d["step"]) == step) for d in detail["decisions"])
 
 
 @post("/ui/tasks/{task_id:str}/approve", status_code=303)
@@ -510,8 +516,8 @@ async def audit(request: AnyRequest) -> Response[str]:
 
 @post("/ui/admin/tasks/{task_id:str}/cancel", status_code=303)
 async def cancel(request: AnyRequest, task_id: FromPath[str]) -> Response[Any]:
-    _, reviewer = await _admin(request)
-    _, form = await _posted(request)
+    session, reviewer = await _admin(request)
+    _, form = await _posted(request, session)
     reason = _field(form, "reason", 500) or "cancelled by an administrator"
     # The administrator acts as a caller allowed to cancel any subject's requests; the audit
     # event names them.
@@ -550,8 +556,14 @@ def on_not_admin(request: AnyRequest, _: NotAdmin) -> Response[Any]:
     return _error_page(request, 403, "Administrators only", "This page is for administrators.")
 
 
+def _sentence(text: str) -> str:
+    """A service message as a sentence: capitalised, ending with a full stop."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def on_review_refused(request: AnyRequest, exc: ReviewRefused) -> Response[Any]:
-    return _error_page(request, 403, "You cannot decide this request", exc.detail[:1].upper() + exc.detail[1:] + ".")
+    return _error_page(request, 403, "You cannot decide this request", _sentence(exc.detail))
 
 
 def on_forbidden(request: AnyRequest, exc: Forbidden) -> Response[Any]:
@@ -560,8 +572,7 @@ def on_forbidden(request: AnyRequest, exc: Forbidden) -> Response[Any]:
 
 def on_arap_error(request: AnyRequest, exc: ARAPError) -> Response[Any]:
     titles = {404: "No such request", 409: "This request cannot change now", 410: "This request expired"}
-    detail = exc.detail[:1].upper() + exc.detail[1:]
-    return _error_page(request, exc.status, titles.get(exc.status, "Not accepted"), detail if detail.endswith(".") else detail + ".")
+    return _error_page(request, exc.status, titles.get(exc.status, "Not accepted"), _sentence(exc.detail))
 
 
 def on_store_unavailable(request: AnyRequest, _: StoreUnavailable) -> Response[Any]:

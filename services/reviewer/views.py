@@ -21,7 +21,13 @@ AGES: dict[str, tuple[str, timedelta | None, timedelta | None]] = {
     "older": ("Older than 24 hours", None, timedelta(days=1)),
 }
 # What a reviewer may narrow an approval to, at most the cap the service computed.
-DURATIONS = [("1h", timedelta(hours=1), "1 hour"), ("4h", timedelta(hours=4), "4 hours"), ("1d", timedelta(days=1), "1 day"), ("7d", timedelta(days=7), "7 days")]
+DURATIONS = [(timedelta(hours=1), "1 hour"), (timedelta(hours=4), "4 hours"), (timedelta(days=1), "1 day"), (timedelta(days=7), "7 days")]
+# Risks whose approval needs the reviewer's explicit confirmation (D-UI-6).
+CONFIRMED_RISKS = frozenset({"high", "critical"})
+
+
+def needs_confirmation(risk: str) -> bool:
+    return risk in CONFIRMED_RISKS
 
 
 def entity(value: Mapping[str, Any] | None) -> str:
@@ -123,7 +129,7 @@ def duration_choices(now: datetime, cap: str | None) -> list[tuple[str, str]]:
         return []
     until = parse_instant(cap)
     choices = [(format_instant(until), f"The most allowed: until {when(format_instant(until))}")]
-    choices += [(format_instant(now + delta), f"{label}: until {when(format_instant(now + delta))}") for _, delta, label in DURATIONS if now + delta < until]
+    choices += [(format_instant(now + delta), f"{label}: until {when(format_instant(now + delta))}") for delta, label in DURATIONS if now + delta < until]
     return choices
 
 
