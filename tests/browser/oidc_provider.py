@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from tests.server import free_port
+from tests.server import free_port, stop
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 
@@ -103,12 +103,7 @@ def run_oidc_provider(
                 sys.stderr.write(f"--- OpenID provider's stderr:\n{_read(stderr)}")
                 raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=10)
             assert process.stdout is not None
             process.stdout.close()
 
