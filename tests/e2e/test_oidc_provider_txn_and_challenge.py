@@ -122,3 +122,11 @@ def test_sidecar_unavailable_the_as_fails_closed_then_recovers(deployed: Stack) 
     finally:
         deployed.restart_sidecar()
     assert client.trade(500).status_code == 200
+
+
+def test_tx_39_malformed_client_authentication_at_the_txn_endpoint_is_invalid_client(deployed: Stack) -> None:
+    response = httpx.post(
+        f"{deployed.issuer}/txn", data={"transaction_challenge": deployed.rs.challenge(deployed.issuer)},
+        headers={"Authorization": "Basic dHJhZGVyLTc6JUU0"},  # "trader-7:%E4", not UTF-8 once decoded
+    )
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")

@@ -61,10 +61,15 @@ async function authenticate(provider, ctx, form) {
     const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0) throw new Refused(401, 'invalid_client');
-    const id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    let id;
+    try {
+      id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+      secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
+    } catch {
+      throw new Refused(401, 'invalid_client', 'malformed HTTP Basic credentials');
+    }
     if (clientId !== undefined && clientId !== id) throw new Refused(400, 'invalid_request', 'client_id does not match the authorization header');
     clientId = id;
-    secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
   }
   const client = clientId ? await provider.Client.find(clientId) : undefined;
   if (!client || !SECRET_METHODS.has(client.clientAuthMethod) || !client.clientSecret || !sameSecret(secret, client.clientSecret)) {
