@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from profiles.client_challenge.challenge import ChallengeSession
+from services.store.codec import decode_challenge_session, decode_reviewer_session
 from services.store.records import (
     ReviewerSession,
     ApprovalRecord,
@@ -294,18 +295,19 @@ class Store(abc.ABC):
     async def create_challenge_session(self, session: ChallengeSession) -> None:
         """Remember a challenge until its follow-up (TX-51); the digest is fresh randomness."""
 
-    @abc.abstractmethod
     async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
         """The session under `session_digest`, expired or not (the caller decides, TX-52)."""
+        document = await self._session_document("challenge_sessions", session_digest)
+        return None if document is None else decode_challenge_session(document)
 
-    @abc.abstractmethod
     async def take_challenge_session(self, session_digest: str) -> bool:
         """Remove the session: True for exactly one of any number of concurrent calls, the
         one whose follow-up answers it (single use, TX-51)."""
+        return await self._delete_session("challenge_sessions", session_digest)
 
-    @abc.abstractmethod
     async def purge_challenge_sessions(self, before: datetime) -> int:
         """Forget the sessions that expired (strictly) before the instant, unanswered."""
+        return await self._delete_expired("challenge_sessions", before)
 
     # -- reviewer UI sessions (services/reviewer) -----------------------------------------
 
@@ -313,15 +315,30 @@ class Store(abc.ABC):
     async def save_reviewer_session(self, session: ReviewerSession) -> None:
         """Insert the session, or replace the one with its digest."""
 
-    @abc.abstractmethod
     async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
         """The session under `session_digest`, expired or not (the caller decides)."""
+        document = await self._session_document("reviewer_sessions", session_digest)
+        return None if document is None else decode_reviewer_session(document)
 
-    @abc.abstractmethod
     async def delete_reviewer_session(self, session_digest: str) -> bool:
         """End the session: True for exactly one of any number of concurrent calls (a sign-in
         consumes the pre-sign-in session once)."""
+        return await self._delete_session("reviewer_sessions", session_digest)
 
-    @abc.abstractmethod
     async def purge_reviewer_sessions(self, before: datetime) -> int:
         """Forget the sessions that expired (strictly) before the instant."""
+        return await self._delete_expired("reviewer_sessions", before)
+
+    # -- what each dialect provides for the session tables and other expiring rows ---------
+
+    @abc.abstractmethod
+    async def _session_document(self, table: str, session_digest: str) -> str | None:
+        """The document of a session table's row (`table` one of ours, never caller input)."""
+
+    @abc.abstractmethod
+    async def _delete_session(self, table: str, session_digest: str) -> bool:
+        """Delete a session table's row: True for exactly one of concurrent callers."""
+
+    @abc.abstractmethod
+    async def _delete_expired(self, table: str, before: datetime) -> int:
+        """Delete the rows of `table` (one of ours, never caller input) expiring before the instant."""

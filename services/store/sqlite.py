@@ -34,8 +34,6 @@ from services.store.codec import (
     decode_changes,
     decode_evaluation,
     session_row,
-    decode_challenge_session,
-    decode_reviewer_session,
     decode_grant,
     decode_handle,
     decode_idempotent_task,
@@ -643,13 +641,6 @@ class SQLiteStore(Store):
                 session_row(session, _format_time),
             )
 
-    async def get_challenge_session(self, session_digest: str) -> ChallengeSession | None:
-        document = await self._session_document("challenge_sessions", session_digest)
-        return None if document is None else decode_challenge_session(document)
-
-    async def take_challenge_session(self, session_digest: str) -> bool:
-        return await self._delete_session("challenge_sessions", session_digest)
-
     async def _session_document(self, table: str, session_digest: str) -> str | None:
         """The document of a session table's row (`table` one of ours, never caller input)."""
         async with self._transaction(write=False) as db:
@@ -662,9 +653,6 @@ class SQLiteStore(Store):
             cursor = await db.execute(f"DELETE FROM {table} WHERE session_digest = ?", (session_digest,))
             return cursor.rowcount == 1
 
-    async def purge_challenge_sessions(self, before: datetime) -> int:
-        return await self._delete_expired("challenge_sessions", before)
-
     async def save_reviewer_session(self, session: ReviewerSession) -> None:
         async with self._transaction(write=True) as db:
             await db.execute(
@@ -672,13 +660,3 @@ class SQLiteStore(Store):
                 " ON CONFLICT (session_digest) DO UPDATE SET expires_at = excluded.expires_at, document = excluded.document",
                 session_row(session, _format_time),
             )
-
-    async def get_reviewer_session(self, session_digest: str) -> ReviewerSession | None:
-        document = await self._session_document("reviewer_sessions", session_digest)
-        return None if document is None else decode_reviewer_session(document)
-
-    async def delete_reviewer_session(self, session_digest: str) -> bool:
-        return await self._delete_session("reviewer_sessions", session_digest)
-
-    async def purge_reviewer_sessions(self, before: datetime) -> int:
-        return await self._delete_expired("reviewer_sessions", before)
