@@ -26,8 +26,15 @@ from services.auth import new_api_key
 from services.config import REPO_ROOT
 from tests.https_receiver import HttpsReceiver, TestCA, https_receiver
 from tests.node import run_node
-from tests.oauth.conftest import RS, OAuthClient, ResourceServer, agents_bundle, ciba_bundle
-from tests.oauth.test_client_challenge_flow import WALLET, Trust
+from tests.oauth.conftest import (
+    RS,
+    OAuthClient,
+    ResourceServer,
+    ReviewerSide,
+    agents_bundle,
+    ciba_bundle,
+)
+from tests.oauth.test_client_challenge_flow import Trust, _inline
 from tests.server import Restartable, RunningServer, free_port
 from tests.support import fresh_postgres_schema_sync
 
@@ -50,7 +57,7 @@ class Client(OAuthClient):
         return self.http.post("/token", data=form, headers={"DPoP": self.proof("/token", key)})
 
 
-class Stack:
+class Stack(ReviewerSide):
     """The running sidecar (restartable in place), the demo AS, and the people around them."""
 
     def __init__(self, service: Restartable, server: RunningServer, runs: ExitStack, issuer: str, secrets_of: dict[str, str],
@@ -63,20 +70,6 @@ class Stack:
 
     def client(self, client_id: str) -> Client:
         return Client(self.issuer, client_id, self.secrets[client_id])
-
-    def inbox(self) -> set[str]:
-        response = self.reviewer.get("/reviewer/v1/tasks")
-        assert response.status_code == 200, response.text
-        return {task["id"] for task in response.json()["tasks"]}
-
-    def new_task(self, before: set[str]) -> str:
-        [task_id] = self.inbox() - before
-        return task_id
-
-    def review(self, task_id: str, verb: str, **body: Any) -> dict[str, Any]:
-        response = self.reviewer.post(f"/reviewer/v1/tasks/{task_id}/{verb}", json=body)
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
 
     def kill_sidecar(self) -> None:
         self.server.kill()
@@ -115,16 +108,6 @@ def _add_agent(bundle: Path, agent: str, owner: str) -> None:
     entities.write_text(json.dumps(known))
 
 
-def _mandates(trust: Trust, issuer: str) -> str:
-    """The [oauth] issuer, and the wallet whose mandates the Client Challenge accepts."""
-    trust.audience = issuer
-    jwks = json.dumps({"keys": [{**trust.wallet.as_dict(private=False), "kid": trust.wallet.kid}]}, separators=(", ", " = "))
-    return (
-        f'issuer = "{issuer}"\n[oauth.client_challenge]\nsession_ttl = 60\n'
-        f'[[oauth.client_challenge.verifiers]]\ntype = "mandate"\nissuers = [{{ issuer = "{WALLET}", jwks = {jwks} }}]\n'
-    )
-
-
 @contextmanager
 def stack(workdir: Path, *, oauth: str = "") -> Iterator[Stack]:
     """`oauth`: more lines for the sidecar's [oauth] section (a short handle lifetime)."""
@@ -133,7 +116,7 @@ def stack(workdir: Path, *, oauth: str = "") -> Iterator[Stack]:
     as_port = free_port()
     issuer = f"http://127.0.0.1:{as_port}"
     rs = ResourceServer(RS, ECKey.generate_key("P-256", parameters={"kid": "rs-1"}, private=True))
-    rs_jwks = json.dumps({"keys": [{**rs.key.as_dict(private=False), "kid": "rs-1", "use": "sig"}]}, separators=(", ", " = "))
+    rs_jwks = _inline({"keys": [{**rs.key.as_dict(private=False), "kid": "rs-1", "use": "sig"}]})
     trust = Trust()
     ca = TestCA(workdir)
     with ExitStack() as runs:
@@ -148,20 +131,22 @@ def stack(workdir: Path, *, oauth: str = "") -> Iterator[Stack]:
             '[access_requests]\nworker_interval = 0.2\ncallback_allow_networks = ["127.0.0.0/8"]\n\n'
             f'[oauth]\ninterval = {INTERVAL}\ntxn_placement = "resource"\n'
             f'resource_servers = [{{ issuer = "{RS}", jwks = {rs_jwks} }}]\n{oauth}'
-            + _mandates(trust, issuer)
+            + trust.oauth(as_port)
         )
         url = runs.enter_context(fresh_postgres_schema_sync())
         bundle = agents_bundle(workdir / "bundle")
         ciba_bundle(bundle)
         _add_agent(bundle, "trader-8", "alice")
-        service = Restartable(workdir, config=config, env={"AROP_STORE__URL": url}, args=("--bundle", str(bundle)))
+        # PYTHONPATH: the Client Challenge's extension verifier (Trust.oauth) is a module of the tests.
+        env = {"AROP_STORE__URL": url, "PYTHONPATH": str(REPO_ROOT)}
+        service = Restartable(workdir, config=config, env=env, args=("--bundle", str(bundle)))
         server = runs.enter_context(service.start())
-        env = {
+        as_env = {
             "AROP_SIDECAR_URL": server.base_url, "AROP_SIDECAR_KEY": as_key, "AS_PORT": str(as_port), "AS_ISSUER": issuer,
             "AS_CLIENTS_FILE": str(clients_file), "AS_RESOURCE_SERVERS": RS, "AS_FETCH_LOOPBACK": "1",
             "NODE_EXTRA_CA_CERTS": str(ca.ca_file),
         }
-        ready = runs.enter_context(run_node("demo/server.mjs", cwd=ADAPTER_DIR, env=env, drop_env_prefix="AS_"))
+        ready = runs.enter_context(run_node("demo/server.mjs", cwd=ADAPTER_DIR, env=as_env, drop_env_prefix="AS_"))
         assert ready == issuer
         yield Stack(service, server, runs, issuer, made, alice_key, rs, trust, receiver)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.e2e.conftest import INTERVAL, Stack
-from tests.oauth.conftest import RS, claims_of
+from tests.oauth.conftest import RS, claims_of, new_task
 from tests.support import poll
 
 
@@ -28,7 +28,7 @@ def test_op_51_op_55_poll_pending_slow_down_approval_then_tokens_bounded_by_it(d
     client = deployed.client("assistant-poll")
     before = deployed.inbox()
     body = _accepted(client.backchannel(5101, binding_message="Buy 5101 for alice-main"))
-    task_id = deployed.new_task(before)
+    task_id = new_task(deployed, before)
     subject = deployed.reviewer.get(f"/reviewer/v1/tasks/{task_id}").json()["subject"]
     assert (subject["type"], subject["id"]) == ("User", "alice")  # OP-49
 
@@ -61,7 +61,7 @@ def test_op_51_ping_oidc_provider_pings_the_client_then_it_redeems(deployed: Sta
     client = deployed.client("assistant-ping")
     before = deployed.inbox()
     body = _accepted(client.backchannel(5102, client_notification_token="cnt-ping-5102"))
-    task_id = deployed.new_task(before)
+    task_id = new_task(deployed, before)
     time.sleep(0.5)
     assert deployed.pings(body["auth_req_id"]) == []  # nothing before the approval
     deployed.review(task_id, "approve")
@@ -78,7 +78,7 @@ def test_op_51_ping_on_denial_then_access_denied(deployed: Stack) -> None:
     client = deployed.client("assistant-ping")
     before = deployed.inbox()
     body = _accepted(client.backchannel(5103, client_notification_token="cnt-ping-5103"))
-    deployed.review(deployed.new_task(before), "deny", reason="no")
+    deployed.review(new_task(deployed, before), "deny", reason="no")
     assert poll(lambda: bool(deployed.pings(body["auth_req_id"])), 10)
     denied = client.poll_ciba(body["auth_req_id"])
     assert (denied.status_code, denied.json()["error"]) == (400, "access_denied")
@@ -88,7 +88,7 @@ def test_op_53_the_auth_req_id_is_bound_to_the_key_of_the_request(deployed: Stac
     client = deployed.client("assistant-poll")
     before = deployed.inbox()
     body = _accepted(client.backchannel(5104))
-    deployed.review(deployed.new_task(before), "approve")
+    deployed.review(new_task(deployed, before), "approve")
     time.sleep(INTERVAL + 0.2)
     thief = deployed.client("assistant-poll")  # the same client's secret, another DPoP key
     refused = thief.poll_ciba(body["auth_req_id"])

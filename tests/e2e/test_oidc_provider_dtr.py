@@ -14,7 +14,7 @@ import pytest
 from joserfc.jwk import ECKey
 
 from tests.e2e.conftest import INTERVAL, Client, Stack, stack
-from tests.oauth.conftest import RS, claims_of
+from tests.oauth.conftest import RS, claims_of, new_task
 
 BUY_5000 = [{"type": "trade", "identifier": "alice-main", "actions": ["buy"], "amount": 5000}]
 
@@ -29,7 +29,7 @@ def _deferred(deployed: Stack, amount: int, client_id: str = "trader-7") -> tupl
     assert set(body) == {"error", "deferral_code", "expires_in", "interval"}, body  # TX-9
     assert body["error"] == "authorization_pending" and body["interval"] == INTERVAL
     assert response.headers["cache-control"] == "no-store"
-    return client, body["deferral_code"], deployed.new_task(before)
+    return client, body["deferral_code"], new_task(deployed, before)
 
 
 def _error(response: object) -> tuple[int, str]:

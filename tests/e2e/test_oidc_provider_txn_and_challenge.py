@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.e2e.conftest import INTERVAL, Client, Stack
-from tests.oauth.conftest import APPROVABLE, RS
+from tests.oauth.conftest import APPROVABLE, RS, new_task
 
 
 def _rs_accepts(deployed: Stack, token: str, *, txn: str, client: Client) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def test_tx_38_tx_45_challenge_pending_approval_then_the_rs_accepts_the_txn_boun
     body = accepted.json()
     assert set(body) == {"transaction_authorization_id", "expires_in", "interval"}
     assert accepted.headers["cache-control"] == "no-store"
-    task_id = deployed.new_task(before)
+    task_id = new_task(deployed, before)
 
     time.sleep(INTERVAL + 0.2)
     pending = client.poll_txn(body["transaction_authorization_id"])

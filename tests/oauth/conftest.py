@@ -57,7 +57,7 @@ def claims_of(token: str) -> dict[str, Any]:
     return unverified_parts(token)[1]
 
 
-def new_task(deployed: Deployment, before: set[str]) -> str:
+def new_task(deployed: ReviewerSide, before: set[str]) -> str:
     """The one access request opened since `before`, as alice's inbox shows it (the sidecar
     submits before it answers pending)."""
     [task_id] = deployed.inbox() - before
@@ -69,7 +69,28 @@ def wait_interval(seconds: float = INTERVAL) -> None:
     time.sleep(seconds + 0.2)
 
 
-class Deployment:
+class ReviewerSide:
+    """alice's side of a deployment: her inbox and decisions through the reviewer API."""
+
+    reviewer: httpx.Client
+
+    def inbox(self) -> set[str]:
+        response = self.reviewer.get("/reviewer/v1/tasks")
+        assert response.status_code == 200, response.text
+        return {task["id"] for task in response.json()["tasks"]}
+
+    def review(self, task_id: str, verb: str, **body: Any) -> dict[str, Any]:
+        response = self.reviewer.post(f"/reviewer/v1/tasks/{task_id}/{verb}", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.reviewer.get(f"/reviewer/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+class Deployment(ReviewerSide):
     """The service, its AS, and the reviewers' side (alice owns alice-main). `kill` and `restart`
     crash the service and start it again on the same store and port (tests/server.py
     `Restartable`); the AS, its clients and the reviewers' side carry on."""
@@ -93,21 +114,6 @@ class Deployment:
         """Start the killed service again, on the same store and port; stopped with the rest."""
         assert self.service is not None and self._runs is not None
         self.server = self._runs.enter_context(self.service.start())
-
-    def inbox(self) -> set[str]:
-        response = self.reviewer.get("/reviewer/v1/tasks")
-        assert response.status_code == 200, response.text
-        return {task["id"] for task in response.json()["tasks"]}
-
-    def review(self, task_id: str, verb: str, **body: Any) -> dict[str, Any]:
-        response = self.reviewer.post(f"/reviewer/v1/tasks/{task_id}/{verb}", json=body)
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        response = self.reviewer.get(f"/reviewer/v1/tasks/{task_id}")
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
 
     def client(self, client_id: str = "trader-7") -> OAuthClient:
         return OAuthClient(self.authorization_server.issuer, client_id, CLIENTS[client_id])
