@@ -22,9 +22,10 @@ import * as builtIn from 'oidc-provider/lib/actions/grants/ciba.js';
 import validateDpop, { checkDpopReplay } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
+import { provenKey } from './dpop.mjs';
 import { useGrant } from './minting.mjs';
 import {
-  CIBA_GRANT, answer, clientOf, detailsOf, relay, resourcesOf, sameSecret, senderOf,
+  CIBA_GRANT, answer, clientOf, detailsOf, readBody, redemption, relay, resourcesOf, sameSecret, senderOf,
 } from './wire.mjs';
 
 export const NOTIFY_PATH = '/arop/ciba-notify';
@@ -76,13 +77,7 @@ export function cibaFeature({ sidecar, userType, notifyUrl, authenticationDevice
     const { provider, params } = ctx.oidc;
     // oidc-provider does not check DPoP at this endpoint: the handle and the token are bound to
     // the key proven here (OP-53).
-    const dPoP = await validateDpop(provider, ctx);
-    if (dPoP) {
-      await checkDpopReplay(provider, ctx, dPoP, client.clientId, errors.InvalidDpopProof);
-    } else if (client.dpopBoundAccessTokens) {
-      throw new errors.InvalidDpopProof('DPoP proof JWT not provided');
-    }
-    const jkt = dPoP?.thumbprint;
+    const jkt = await provenKey(provider, ctx);
     const mode = client.backchannelTokenDeliveryMode;
     const ciba = { delivery_mode: mode };
     for (const member of ['login_hint', 'login_hint_token', 'id_token_hint', 'binding_message', 'requested_expiry']) {
@@ -172,9 +167,7 @@ export function cibaGrant(provider, { sidecar }, state) {
       throw new errors.InvalidGrant('the auth_req_id is bound to another key');
     }
     if (!record.grant) {
-      const answer = await sidecar.redeem({
-        binding: 'ciba', handle: record.handle, client_id: client.clientId, auth_method: client.clientAuthMethod, sender: senderOf(jkt),
-      });
+      const answer = await sidecar.redeem(redemption('ciba', record.handle, client.clientId, client.clientAuthMethod, jkt));
       if (answer.outcome !== 'allow') {
         if (dPoP) await checkDpopReplay(provider, ctx, dPoP, client.clientId, errors.InvalidDpopProof);
         relay(ctx, answer);
@@ -207,9 +200,7 @@ export function cibaNotifications(provider, { sidecar, notifyPath }, state) {
       return answer(ctx, 401, { error: 'invalid_token' });
     }
     if (!record.grant) {
-      const outcome = await sidecar.redeem({
-        binding: 'ciba', handle: record.handle, client_id: record.client_id, auth_method: record.auth_method, sender: senderOf(record.jkt),
-      });
+      const outcome = await sidecar.redeem(redemption('ciba', record.handle, record.client_id, record.auth_method, record.jkt));
       const request = await provider.BackchannelAuthenticationRequest.find(bearer, { ignoreExpiration: true });
       try {
         if (request && outcome.outcome === 'allow') {
@@ -227,15 +218,9 @@ export function cibaNotifications(provider, { sidecar, notifyPath }, state) {
 }
 
 async function readJson(ctx) {
-  let length = 0;
-  const chunks = [];
-  for await (const chunk of ctx.req) {
-    length += chunk.length;
-    if (length > MAX_NOTICE) return undefined;
-    chunks.push(chunk);
-  }
+  const body = await readBody(ctx, MAX_NOTICE);
   try {
-    const value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const value = body === undefined ? undefined : JSON.parse(body);
     return value && typeof value === 'object' ? value : undefined;
   } catch {
     return undefined;

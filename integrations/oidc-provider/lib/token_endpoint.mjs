@@ -12,12 +12,12 @@
 // oidc-provider has verified client authentication, the parameters of the grant type and the
 // `authorization_details` (its RAR feature with the sidecar's types) before these run.
 
-import { checkDpopReplay, default as validateDpop } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import { errors } from 'oidc-provider';
 
+import { provenKey } from './dpop.mjs';
 import { mintForClient } from './minting.mjs';
 import {
-  DEFERRED_GRANT, clientOf, detailsOf, optedIn, relay, resourcesOf, senderOf,
+  DEFERRED_GRANT, clientOf, detailsOf, optedIn, redemption, relay, resourcesOf, senderOf,
 } from './wire.mjs';
 
 // The evidence a client may present with a challenge follow-up (TX-56, TX-58).
@@ -29,20 +29,6 @@ const ATTESTATION_HEADERS = [
 export const CLIENT_CREDENTIALS_PARAMETERS = [
   'scope', 'resource', 'authorization_details', 'completion_mode', 'challenge_session', 'mandate',
 ];
-
-// The DPoP proof oidc-provider verified for this request (RFC 9449 §4.3: typ, alg, signature,
-// htm, htu, iat), checked once against replay for this client; its key's thumbprint.
-export async function provenKey(provider, ctx) {
-  const dPoP = await validateDpop(provider, ctx);
-  if (!dPoP) {
-    if (ctx.oidc.client.dpopBoundAccessTokens) {
-      throw new errors.InvalidDpopProof('DPoP proof JWT not provided');
-    }
-    return undefined;
-  }
-  await checkDpopReplay(provider, ctx, dPoP, ctx.oidc.client.clientId, errors.InvalidDpopProof);
-  return dPoP.thumbprint;
-}
 
 function evidenceOf(ctx) {
   const evidence = {};
@@ -89,13 +75,7 @@ export function tokenEndpointGrants(provider, { sidecar, resourceServerFor, agen
       throw new errors.InvalidRequest("missing required parameter 'deferral_code'");
     }
     const jkt = await provenKey(provider, ctx);
-    const answer = await sidecar.redeem({
-      binding: 'dtr',
-      handle: params.deferral_code,
-      client_id: client.clientId,
-      auth_method: client.clientAuthMethod,
-      sender: senderOf(jkt),
-    });
+    const answer = await sidecar.redeem(redemption('dtr', params.deferral_code, client.clientId, client.clientAuthMethod, jkt));
     if (answer.outcome !== 'allow') {
       relay(ctx, answer);
       return;

@@ -15,7 +15,7 @@ import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 import { errors } from 'oidc-provider';
 
 import { mintForClient } from './minting.mjs';
-import { answer, clientOf, sameSecret, senderOf, wireAnswer } from './wire.mjs';
+import { answer, clientOf, readBody, redemption, sameSecret, senderOf, wireAnswer } from './wire.mjs';
 
 export const TXN_PATH = '/txn';
 const MAX_FORM = 64 * 1024;
@@ -35,14 +35,9 @@ async function readForm(ctx) {
   if (!ctx.is('application/x-www-form-urlencoded')) {
     throw new Refused(400, 'invalid_request', 'the request body must be application/x-www-form-urlencoded');
   }
-  let length = 0;
-  const chunks = [];
-  for await (const chunk of ctx.req) {
-    length += chunk.length;
-    if (length > MAX_FORM) throw new Refused(413, 'invalid_request', 'the request body is too large');
-    chunks.push(chunk);
-  }
-  const params = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const body = await readBody(ctx, MAX_FORM);
+  if (body === undefined) throw new Refused(413, 'invalid_request', 'the request body is too large');
+  const params = new URLSearchParams(body);
   const form = {};
   for (const [name, value] of params) {
     if (name in form) throw new Refused(400, 'invalid_request', `'${name}' parameter must not be provided twice`);
@@ -130,13 +125,7 @@ export function transactionEndpoint(provider, { sidecar, resourceServerFor, agen
         sender: senderOf(jkt),
         transaction_challenge: form.transaction_challenge,
       })
-      : await sidecar.redeem({
-        binding: 'txn',
-        handle: form.transaction_authorization_id,
-        client_id: client.clientId,
-        auth_method: client.clientAuthMethod,
-        sender: senderOf(jkt),
-      });
+      : await sidecar.redeem(redemption('txn', form.transaction_authorization_id, client.clientId, client.clientAuthMethod, jkt));
     if (outcome.outcome === 'allow') {
       // TX-45, OP-59: `txn`, the RS as audience, the challenge's details, no refresh token.
       return answer(ctx, 200, await mintForClient(provider, resourceServerFor, client, outcome.grant, jkt));

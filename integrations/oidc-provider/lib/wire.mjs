@@ -42,6 +42,12 @@ export function senderOf(jkt) {
   return jkt ? { dpop_jkt: jkt } : {};
 }
 
+// A poll or redemption of a continuation handle, by the client, method and key the AS verified
+// now (OP-24, OP-62): the sidecar compares them with those the handle is bound to.
+export function redemption(binding, handle, clientId, authMethod, jkt) {
+  return { binding, handle, client_id: clientId, auth_method: authMethod, sender: senderOf(jkt) };
+}
+
 // RFC 8707 `resource` as oidc-provider parsed it: absent, one string, or several.
 export function resourcesOf(resource) {
   if (resource === undefined) return [];
@@ -106,6 +112,19 @@ export async function relayAnswers(ctx, next) {
     ctx.body = relayed.body;
     ctx.set(NO_STORE);
   }
+}
+
+// The body of a request to one of the adapter's own endpoints, or undefined past `limit` bytes
+// (nothing parses an unbounded body).
+export async function readBody(ctx, limit) {
+  let length = 0;
+  const chunks = [];
+  for await (const chunk of ctx.req) {
+    length += chunk.length;
+    if (length > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 // An answer to one of the adapter's own endpoints (outside oidc-provider's router).
